@@ -1,0 +1,53 @@
+/**
+ * kiln's command line. Each command registers its flags here cheaply and loads its implementation
+ * only when it runs, so `kiln --help` or a fully cached build pays for no module it does not use.
+ */
+import { Command, CommanderError } from 'commander';
+import { DockerfileError, KilnError, UsageError } from '../errors.js';
+import { commands } from './commands/index.js';
+
+export const VERSION = '0.1.0';
+
+export function buildProgram(): Command {
+  const program = new Command('kiln')
+    .description('Rootless, daemonless container image builder')
+    .version(VERSION, '-v, --version')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      // Commander's own usage errors become a UsageError so they print like every other error.
+      outputError: () => undefined,
+    });
+  for (const register of commands) register(program);
+  return program;
+}
+
+/** Runs kiln with the given arguments and returns the exit status; never throws for user errors. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    return report(err);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // --help and --version end through exitOverride too; they are not failures.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+      return 0;
+    }
+    return report(new UsageError(err.message.replace(/^error: /, '')));
+  }
+  if (err instanceof DockerfileError) {
+    process.stderr.write(`${err.describe()}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof KilnError) {
+    process.stderr.write(`kiln: ${err.describe()}\n`);
+    return err.exitCode;
+  }
+  throw err;
+}
