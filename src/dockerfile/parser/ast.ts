@@ -1,7 +1,7 @@
 /**
  * The parsed form of a Dockerfile, shaped like BuildKit's parser.Node so that `dump()` can be compared
  * byte for byte with BuildKit's test corpus and so that instruction conversion follows BuildKit's
- * rules. The raw syntax comes from `dockerfile-ast`; this is kiln's own interface over it.
+ * rules. Produced by parse.ts (which explains why `dockerfile-ast` is not the source of it).
  */
 
 /** A heredoc attached to an instruction (`RUN <<EOF ... EOF`). */

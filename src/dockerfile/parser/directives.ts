@@ -7,7 +7,8 @@
  * dockerfile-ast's directive scanner is not used: it keeps scanning past unknown names (so
  * `# key=v` followed by `# escape=\`` would switch the escape token, which BuildKit does not), cuts
  * the value at the first blank (`# syntax=img // opts` loses `// opts`), accepts any characters in
- * the name, does not know `check`, and never reports duplicates. See parser.test.ts
+ * the name, does not know `check`, silently ignores an invalid `# escape=` value and never reports
+ * duplicates. See parser.test.ts
  * ("dockerfile-ast divergences").
  */
 import { DockerfileError } from '../../errors.js';
@@ -112,13 +113,25 @@ export class DirectiveParser {
    * CR dropped). Throws on a repeated directive.
    */
   parseAll(text: string): Directive[] {
-    const out: Directive[] = [];
+    const { directives, error } = this.parseAllPartial(text);
+    if (error) throw error;
+    return directives;
+  }
+
+  /** Like parseAll, but a repeated directive ends the scan and is returned with those read before it. */
+  parseAllPartial(text: string): { directives: Directive[]; error?: DockerfileError } {
+    const directives: Directive[] = [];
     for (const line of scanLines(text)) {
       if (this.done) break;
-      const d = this.parseLine(line);
-      if (d) out.push(d);
+      try {
+        const d = this.parseLine(line);
+        if (d) directives.push(d);
+      } catch (err) {
+        if (err instanceof DockerfileError) return { directives, error: err };
+        throw err;
+      }
     }
-    return out;
+    return { directives };
   }
 }
 
@@ -150,13 +163,8 @@ export interface DetectedDirective {
 }
 
 function fromParser(key: string, text: string, parser: DirectiveParser): DetectedDirective | undefined {
-  const found: Directive[] = [];
-  try {
-    found.push(...parser.parseAll(text));
-  } catch {
-    // A repeated directive ends the scan; the ones read before it still count.
-  }
-  for (const d of found) {
+  // A repeated directive ends the scan; the ones read before it still count.
+  for (const d of parser.parseAllPartial(text).directives) {
     if (d.name === key) {
       const space = d.value.indexOf(' ');
       return { ref: space < 0 ? d.value : d.value.slice(0, space), cmdline: d.value, line: d.line };

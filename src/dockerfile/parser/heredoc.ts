@@ -8,10 +8,9 @@
  *
  * dockerfile-ast's heredoc detection is not used: it only looks at arguments that start with `<<`
  * (missing `3<<EOF`), takes the delimiter by stripping one pair of surrounding quotes (so `<<eo'f'`
- * gets the name `eo'f'` instead of `eof`, and `<<"EOF` is accepted instead of rejected), finds
- * heredocs inside quoted strings (`RUN "<<EOF"`) and in JSON form, applies `<<-` tab stripping of
- * one heredoc to all heredocs on the line, and does not report an unterminated heredoc. See
- * parser.test.ts ("dockerfile-ast divergences").
+ * gets the name `eo'f'` instead of `eof`), applies the `<<-` tab stripping of one heredoc to every
+ * heredoc on the line, and does not report an unterminated heredoc. See parser.test.ts
+ * ("dockerfile-ast divergences").
  *
  * The lexer here is the subset of BuildKit's shell lexer these two uses need: an empty
  * environment with unset variables kept verbatim, so `$x`, `${x}` and `${x:-w}` come out as
@@ -145,10 +144,18 @@ class Lexer {
     return w.words;
   }
 
-  /** Lexes up to `stopChar` (consumed) or the end of input; returns the text and the words. */
+  /**
+   * Lexes up to `stopChar` (consumed) or the end of input; returns the text and the words.
+   *
+   * Only the outermost level's words are ever used (a nested level, inside `${...}`, contributes
+   * its text); its one effect on the word buffer is to leave it empty, which is reproduced without
+   * splitting its text into words. Splitting every nested level's text, as a literal transcription
+   * would, costs time quadratic in the nesting depth.
+   */
   *processStopOn(stopChar: number, rawEscapes: boolean): Step<{ result: string; words: string[] }> {
     let result = '';
     this.buffer = '';
+    const track = stopChar === EOF;
     const w: Words = { words: [], inWord: false };
     const restore = rawEscapes !== this.rawEscapes;
     if (restore) this.rawEscapes = rawEscapes;
@@ -157,35 +164,36 @@ class Lexer {
         const ch = this.peek();
         if (stopChar !== EOF && ch === stopChar) {
           this.next();
-          return { result, words: this.getWords(w) };
+          this.buffer = '';
+          return { result, words: [] };
         }
         if (ch === 0x24 /* $ */) {
           const tmp = (yield this.processDollar()) as string;
           result += tmp;
-          this.addString(w, tmp);
+          if (track) this.addString(w, tmp);
         } else if (ch === 0x3c /* < */) {
           const tmp = this.processPossibleHeredoc();
           result += tmp;
-          this.addRawString(w, tmp);
+          if (track) this.addRawString(w, tmp);
         } else if (ch === 0x27 /* ' */) {
           const tmp = this.processSingleQuote();
           result += tmp;
-          this.addRawString(w, tmp);
+          if (track) this.addRawString(w, tmp);
         } else if (ch === 0x22 /* " */) {
           const tmp = (yield this.processDoubleQuote()) as string;
           result += tmp;
-          this.addRawString(w, tmp);
+          if (track) this.addRawString(w, tmp);
         } else {
           let c = this.next();
           if (c === BACKSLASH) {
             if (this.rawEscapes) {
-              this.addRawString(w, '\\');
+              if (track) this.addRawString(w, '\\');
               result += '\\';
             }
             c = this.next();
             if (c === EOF) break;
-            this.addRawString(w, String.fromCodePoint(c));
-          } else {
+            if (track) this.addRawString(w, String.fromCodePoint(c));
+          } else if (track) {
             this.addChar(w, c);
           }
           result += String.fromCodePoint(c);

@@ -3,10 +3,13 @@
  * instruction uses (BuildKit's dispatch table of "line parsers"). Errors are DockerfileErrors
  * without a location; the caller adds the instruction's lines.
  *
- * dockerfile-ast's argument model is not used here: it tokenizes every instruction the same way
- * (its own escape handling, no `--` end of flags, flags without quote processing), while the
- * node lists BuildKit builds differ per instruction (one string for RUN, name/value triples for
- * ENV, JSON-or-words for COPY, ...) and are what the instruction layer and the dump rely on.
+ * dockerfile-ast's argument model is not used here: its flags split quoted values (`--a="b c"`
+ * gives the flag `--a="b` and an argument `c"`), keep `--` as a flag instead of ending the flags
+ * there, and are not recognized on CMD (BuildKit takes flags on every instruction); its ENV/LABEL
+ * properties hold unquoted values where BuildKit's nodes keep them as written; and it splits the
+ * arguments of every instruction on blanks, while BuildKit builds a different node list per
+ * instruction (one string for RUN, name/value triples for ENV, JSON-or-words for COPY, ...), which
+ * is what the instruction layer and the dump rely on.
  */
 import { newNode, type Node } from './ast.js';
 import { DockerfileError } from '../../errors.js';

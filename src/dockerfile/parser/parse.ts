@@ -18,16 +18,18 @@
  * - ADD/COPY/RUN (also as ONBUILD trigger; not in JSON form) whose line contains `<<` take their
  *   heredoc bodies from the following lines (heredoc.ts).
  *
- * Why the line handling is not dockerfile-ast's (each case is shown in parser.test.ts,
- * "dockerfile-ast divergences"): it treats a lone CR as a line break (BuildKit keeps it inside the
- * line, where it separates words); it continues a line ending in an escaped escape token (`\\`)
- * where BuildKit does not; when it joins continuation lines it drops the blanks before the escape
- * token (`a  \` + `b` gives `a b`, BuildKit `a  b`), which changes nearly every multi-line RUN;
- * only space and tab count as white space before a keyword or comment (BuildKit uses Unicode
- * white space) and it splits the keyword on them only (BuildKit also on \v \f \r); and its
- * heredoc and directive handling differ (see heredoc.ts, directives.ts). Correcting those after
- * the fact would mean re-deriving every instruction boundary, i.e. doing this pass anyway, so the
- * pass is done here once, in linear time, and dockerfile-ast is not consulted for it.
+ * Why the line handling is not dockerfile-ast's (each case is run through dockerfile-ast in
+ * parser.test.ts, "dockerfile-ast divergences"):
+ * - it treats a lone CR as a line break (BuildKit keeps it inside the line, where it separates words);
+ * - it continues a line ending in an escaped escape token (`x\\`), BuildKit does not;
+ * - when joining, it drops the blanks of a continuation line that holds nothing but blanks and the
+ *   escape token (the `<TAB>\` paragraph separators of most docker-library Dockerfiles), which
+ *   BuildKit keeps, so the RUN text differs;
+ * - only space and tab count as white space before a keyword or `#` (BuildKit: Unicode white space),
+ *   and the keyword ends only at space or tab (BuildKit: also \v \f \r);
+ * - its directive and heredoc handling differ (see directives.ts, heredoc.ts).
+ * Correcting its output would mean re-deriving every instruction boundary and joined line, i.e.
+ * doing this pass anyway, so the pass is done here once, in linear time.
  */
 import { newNode, type Directives, type Node, type ParseResult, type ParseWarning } from './ast.js';
 import { DockerfileError } from '../../errors.js';
@@ -126,8 +128,13 @@ function fail(err: unknown, file: string, line: number, endLine?: number): never
 
 /**
  * Parses a Dockerfile. Throws DockerfileError (with the line) when BuildKit's parser would fail:
- * no instructions, a repeated or invalid directive, `ENV k` without value, a JSON array with
- * non-strings, an unterminated heredoc or bad heredoc delimiter, a line over 65535 bytes.
+ * no instructions, a repeated or invalid directive, `ENV k` without value, `k=v` lists with a word
+ * lacking `=`, a JSON array with non-strings, an unterminated heredoc, a line over 65535 bytes.
+ * Argument counts and instruction names are not checked here (the instruction layer does that).
+ *
+ * Error lines are the real lines: for a bad directive and an over-long line BuildKit reports the
+ * line before (its counter is not advanced yet); instruction errors cover the instruction's first
+ * to last line, as in BuildKit.
  */
 export function parse(text: string, options: ParseOptions = {}): ParseResult {
   const file = options.file ?? 'Dockerfile';
