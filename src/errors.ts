@@ -10,12 +10,18 @@ export interface KilnErrorOptions {
   cause?: unknown;
   /** Process exit status the CLI uses for this error (default 1). */
   exitCode?: number;
+  /**
+   * Lines printed above the one-line message (a failed RUN's last output lines), so the error
+   * itself stays one line while the user still sees why.
+   */
+  context?: string[];
 }
 
 export class KilnError extends Error {
   readonly code: string;
   readonly hint: string | undefined;
   readonly exitCode: number;
+  readonly context: string[];
 
   constructor(code: string, message: string, options: KilnErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -23,6 +29,7 @@ export class KilnError extends Error {
     this.code = code;
     this.hint = options.hint;
     this.exitCode = options.exitCode ?? 1;
+    this.context = options.context ?? [];
   }
 
   /** The single line the CLI prints. */
@@ -53,7 +60,7 @@ export class DockerfileError extends KilnError {
 
   /** The same error placed at a location (used when a lower layer did not know the file or line). */
   at(location: SourceLocation): DockerfileError {
-    return new DockerfileError(this.detail, location, { hint: this.hint, cause: this.cause, exitCode: this.exitCode });
+    return new DockerfileError(this.detail, location, { hint: this.hint, cause: this.cause, exitCode: this.exitCode, context: this.context });
   }
 }
 

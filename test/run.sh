@@ -5,21 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests talk to; as root they are installed, otherwise their absence is named.
-packages=(git skopeo umoci busybox-static uidmap docker-registry)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
-  else
-    echo "missing Debian packages: ${missing[*]} (install them with: sudo apt-get install ${missing[*]})" >&2
-    exit 1
-  fi
-fi
+bash test/system-packages.sh git skopeo umoci busybox-static uidmap docker-registry
 
 npm ci --no-audit --no-fund
 report=$(mktemp)

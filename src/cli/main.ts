@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { DockerfileError, KilnError, UsageError } from '../errors.js';
+import { addGlobalOptionsToCommands, registerGlobalOptions } from './commands/global.js';
 import { commands } from './commands/index.js';
 
 export const VERSION = '0.1.0';
@@ -18,7 +19,9 @@ export function buildProgram(): Command {
       // Commander's own usage errors become a UsageError so they print like every other error.
       outputError: () => undefined,
     });
+  registerGlobalOptions(program);
   for (const register of commands) register(program);
+  addGlobalOptionsToCommands(program);
   return program;
 }
 
@@ -41,6 +44,7 @@ function report(err: unknown): number {
     }
     return report(new UsageError(err.message.replace(/^error: /, '')));
   }
+  if (err instanceof KilnError && err.context.length) process.stderr.write(`${err.context.join('\n')}\n`);
   if (err instanceof DockerfileError) {
     process.stderr.write(`${err.describe()}\n`);
     return err.exitCode;

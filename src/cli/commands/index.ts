@@ -1,6 +1,43 @@
 import type { Command } from 'commander';
 import { registerBuild } from './build.js';
 import { registerCheck } from './check.js';
+import { registerDoctor } from './doctor.js';
+import { registerDu } from './du.js';
+import { registerHistory } from './history.js';
+import { registerImageGroup } from './image.js';
+import { registerImages } from './images.js';
+import { registerImport } from './import.js';
+import { registerInspect } from './inspect.js';
+import { registerLoad } from './load.js';
+import { registerLogin } from './login.js';
+import { registerLogout } from './logout.js';
+import { registerPrune } from './prune.js';
+import { registerPull } from './pull.js';
+import { registerPush } from './push.js';
+import { registerRmi } from './rmi.js';
+import { registerSave } from './save.js';
+import { registerTag } from './tag.js';
+import { registerUnshare } from './unshare.js';
 
 /** Every command kiln has, in the order `kiln --help` lists them. */
-export const commands: Array<(program: Command) => void> = [registerBuild, registerCheck];
+export const commands: Array<(program: Command) => void> = [
+  registerBuild,
+  registerCheck,
+  registerImages,
+  registerInspect,
+  registerHistory,
+  registerTag,
+  registerRmi,
+  registerSave,
+  registerLoad,
+  registerImport,
+  registerPull,
+  registerPush,
+  registerLogin,
+  registerLogout,
+  registerPrune,
+  registerDu,
+  registerImageGroup,
+  registerUnshare,
+  registerDoctor,
+];

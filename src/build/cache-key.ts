@@ -1,0 +1,75 @@
+/**
+ * Structured cache keys. A step's key is a record of everything its result depends on — the parent
+ * filesystem's key, the instruction after expansion, the environment and build args it sees, the
+ * content digests of the files it reads, its mounts (never a secret's value), the platform — and
+ * the key digest is the sha256 of that record in canonical JSON. Keeping the record (not just the
+ * digest) lets a miss be explained in words by comparing it with the previous build's record.
+ */
+import { sha256, type Digest } from '../oci/digest.js';
+
+/** Where a stage's filesystem starts. */
+export type BaseKey =
+  | { kind: 'scratch'; platform: string }
+  | { kind: 'image'; ref: string; manifest: Digest; platform: string };
+
+export interface RunKey {
+  kind: 'run';
+  parent: Digest;
+  platform: string;
+  args: string[];
+  env: string[];
+  user: string;
+  workdir: string;
+  network: string;
+  security: string;
+  /** Mount specs with sources resolved to content keys; secrets by id only. */
+  mounts: Array<Record<string, string | number | boolean>>;
+}
+
+export interface CopyKey {
+  kind: 'copy' | 'add';
+  parent: Digest;
+  platform: string;
+  /** `context`, or the key of the stage / image the files come from. */
+  from: string;
+  /** Source patterns as expanded, with the content digest of what each matched. */
+  sources: Array<{ path: string; digest: string }>;
+  /** Heredoc sources: name and content digest. */
+  contents: Array<{ path: string; digest: Digest }>;
+  dest: string;
+  workdir: string;
+  chown: string;
+  chmod: string;
+  link: boolean;
+  parents: boolean;
+  exclude: string[];
+  /** ADD options. */
+  checksum?: string;
+  unpack?: boolean;
+  keepGitDir?: boolean;
+}
+
+export interface MkdirKey {
+  kind: 'mkdir';
+  parent: Digest;
+  platform: string;
+  path: string;
+  user: string;
+}
+
+export type StepKey = RunKey | CopyKey | MkdirKey;
+export type KeyRecord = BaseKey | StepKey;
+
+/** JSON with object keys sorted, so equal records always give equal digests. */
+export function canonicalJSON(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJSON).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJSON(v)}`).join(',')}}`;
+}
+
+export function keyDigest(record: KeyRecord): Digest {
+  return sha256(canonicalJSON({ v: 1, ...record }));
+}

@@ -1,0 +1,34 @@
+/** A COPY/ADD layer as a tar stream: the plan fed to the deterministic entry writer. */
+import type { Readable } from 'node:stream';
+import { writeTarEntries, type TarWriteOptions } from '../../oci/layer/index.js';
+import { planCopy } from './plan.js';
+import type { CopyPlan, CopyRequest } from './types.js';
+
+export interface CopyLayer {
+  /** The uncompressed layer tar. Temporary files are removed once it closes (read to the end, or destroyed). */
+  stream: Readable;
+  plan: CopyPlan;
+}
+
+/**
+ * Plans the step and starts writing its layer. Times are clamped to the request's
+ * `sourceDateEpoch`, and entries without a time of their own (created directories, heredocs) get it.
+ */
+export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions, 'xattrs' | 'onWarning'> = {}): Promise<CopyLayer> {
+  const plan = await planCopy(req);
+  let stream: Readable;
+  try {
+    stream = writeTarEntries(plan.entries, {
+      ...options,
+      ...(req.options?.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.options.sourceDateEpoch } : {}),
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+  } catch (err) {
+    await plan.dispose();
+    throw err;
+  }
+  stream.once('close', () => {
+    void plan.dispose().catch(() => undefined);
+  });
+  return { stream, plan };
+}

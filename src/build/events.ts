@@ -1,0 +1,99 @@
+/**
+ * The one typed event stream a build emits. Renderers (plain, json, tty) and the build log on disk
+ * consume it; nothing else writes progress. Vertex ids are small integers in order of first
+ * appearance, as buildx numbers its `#N` lines.
+ */
+
+export type StepStatus = 'running' | 'cached' | 'done' | 'error';
+
+export interface VertexInfo {
+  id: number;
+  /** `[build 2/4] RUN make`, `[internal] load build definition from Dockerfile`. */
+  name: string;
+  /** Stage display name, when the vertex is a Dockerfile step. */
+  stage?: string;
+  /** Dockerfile line of the instruction. */
+  line?: number;
+}
+
+export type BuildEvent =
+  | { type: 'vertex-start'; vertex: VertexInfo; time: number }
+  | { type: 'vertex-cached'; vertex: VertexInfo; time: number; reason?: string }
+  | { type: 'vertex-log'; id: number; stream: 'stdout' | 'stderr'; data: Buffer; time: number }
+  | { type: 'vertex-progress'; id: number; current: number; total?: number; unit: 'bytes' | 'items'; label?: string; time: number }
+  | { type: 'vertex-done'; id: number; time: number; durationMs: number }
+  | { type: 'vertex-error'; id: number; time: number; durationMs: number; message: string }
+  | { type: 'vertex-miss'; id: number; reasons: string[]; time: number }
+  | { type: 'warning'; message: string; line?: number; time: number }
+  | { type: 'build-done'; time: number; digest?: string };
+
+export type EventSink = (event: BuildEvent) => void;
+
+/** Hands out vertex ids and stamps events with the time; a no-op sink when nobody listens. */
+export class Progress {
+  private next = 1;
+
+  constructor(private readonly sink: EventSink = () => undefined) {}
+
+  emit(event: BuildEvent): void {
+    this.sink(event);
+  }
+
+  /** Starts a vertex; the returned handle reports its outcome. */
+  start(name: string, extra: Omit<VertexInfo, 'id' | 'name'> = {}): Vertex {
+    const vertex: VertexInfo = { id: this.next++, name, ...extra };
+    const started = Date.now();
+    this.emit({ type: 'vertex-start', vertex, time: started });
+    return new Vertex(this, vertex, started);
+  }
+
+  warn(message: string, line?: number): void {
+    this.emit({ type: 'warning', message, ...(line !== undefined ? { line } : {}), time: Date.now() });
+  }
+}
+
+export class Vertex {
+  constructor(
+    private readonly progress: Progress,
+    readonly info: VertexInfo,
+    private readonly started: number,
+  ) {}
+
+  get id(): number {
+    return this.info.id;
+  }
+
+  log(stream: 'stdout' | 'stderr', data: Buffer): void {
+    this.progress.emit({ type: 'vertex-log', id: this.info.id, stream, data, time: Date.now() });
+  }
+
+  bytes(current: number, total?: number, label?: string): void {
+    this.progress.emit({
+      type: 'vertex-progress',
+      id: this.info.id,
+      current,
+      unit: 'bytes',
+      ...(total !== undefined ? { total } : {}),
+      ...(label ? { label } : {}),
+      time: Date.now(),
+    });
+  }
+
+  miss(reasons: string[]): void {
+    this.progress.emit({ type: 'vertex-miss', id: this.info.id, reasons, time: Date.now() });
+  }
+
+  cached(reason?: string): void {
+    this.progress.emit({ type: 'vertex-cached', vertex: this.info, time: Date.now(), ...(reason ? { reason } : {}) });
+  }
+
+  done(): void {
+    const time = Date.now();
+    this.progress.emit({ type: 'vertex-done', id: this.info.id, time, durationMs: time - this.started });
+  }
+
+  fail(message: string): void {
+    const time = Date.now();
+    this.progress.emit({ type: 'vertex-error', id: this.info.id, time, durationMs: time - this.started, message });
+  }
+}

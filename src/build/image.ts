@@ -1,0 +1,58 @@
+/**
+ * A stage's final state as an image in the store: the config (creation time, labels, diffIDs,
+ * history times) and the manifest (with the created and base-image annotations) are written as
+ * verified blobs; the layers are already there. The result is a stored Image value that exporters
+ * and `putImage` take like any other.
+ */
+import type { Lease, Store } from '../store/index.js';
+import { imageFor, type LayoutImage } from '../oci/layout/index.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { Annotation, type ImageConfig, type Manifest } from '../oci/types.js';
+import type { Digest } from '../oci/digest.js';
+import type { StageState } from './state.js';
+
+export interface StoredImage {
+  image: LayoutImage;
+  digest: Digest;
+  configDigest: Digest;
+  config: ImageConfig;
+  manifest: Manifest;
+  size: number;
+}
+
+export interface ImageOptions {
+  /** RFC 3339 creation time; default now. */
+  created?: string;
+  labels?: Record<string, string>;
+  lease?: Lease;
+}
+
+export async function stateImage(store: Store, state: StageState, options: ImageOptions = {}): Promise<StoredImage> {
+  const created = options.created ?? new Date().toISOString();
+  const config = structuredClone(state.image.config) as ImageConfig;
+  config.created = created;
+  config.rootfs = { type: 'layers', diff_ids: state.layers.map((l) => l.diffID) };
+  // History entries carry the time they were made; BuildKit stamps those without one at export.
+  config.history = (config.history ?? []).map((h) => (h.created ? h : { created, ...h }));
+  if (options.labels && Object.keys(options.labels).length) {
+    config.config = { ...config.config, Labels: { ...config.config?.Labels, ...options.labels } };
+  }
+  const rawConfig = Buffer.from(JSON.stringify(config));
+  const configBlob = await store.writeBlob(rawConfig, options.lease ? { lease: options.lease } : {});
+  const annotations: Record<string, string> = { [Annotation.created]: created };
+  if (state.base) {
+    annotations[Annotation.baseName] = state.base.name;
+    annotations[Annotation.baseDigest] = state.base.digest;
+  }
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: MediaType.ociConfig, digest: configBlob.digest, size: configBlob.size },
+    layers: state.layers.map((l) => l.desc),
+    annotations,
+  };
+  const rawManifest = Buffer.from(JSON.stringify(manifest));
+  const manifestBlob = await store.writeBlob(rawManifest, options.lease ? { lease: options.lease } : {});
+  const image = await imageFor(store.layout, { digest: manifestBlob.digest, size: manifestBlob.size, mediaType: MediaType.ociManifest });
+  return { image, digest: manifestBlob.digest, configDigest: configBlob.digest, config, manifest, size: manifestBlob.size };
+}

@@ -1,0 +1,466 @@
+/**
+ * The steps that change a stage's filesystem — RUN (in the sandbox), COPY/ADD (the copier, no
+ * mounts), WORKDIR's directory — each keyed, looked up in the build cache, and executed only on a
+ * miss. Their layers are stored uncompressed; compression waits until an image leaves the store.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DockerfileError, KilnError, type SourceLocation } from '../errors.js';
+import type {
+  AddInstruction,
+  CopyInstruction,
+  ExpandedRunInstruction,
+  Mount,
+  PlannedStage,
+} from '../dockerfile/instructions/index.js';
+import type { Digest } from '../oci/digest.js';
+import { sha256 } from '../oci/digest.js';
+import type { Image } from '../oci/image.js';
+import { formatPlatform } from '../oci/platform.js';
+import { writeTarEntries, type TarEntrySpec } from '../oci/layer/index.js';
+import { ImageNotFoundError, type BuildCacheRecord } from '../store/index.js';
+import type { BuildContext } from '../context/index.js';
+import type { ReadOnlyFS } from './fsview/index.js';
+import type { CopyKey, MkdirKey, RunKey } from './cache-key.js';
+import type { BuildEngine } from './engine.js';
+import type { Vertex } from './events.js';
+import { copyCreatedBy, runArgs, runCommandString } from './image-config.js';
+import type { LayerRef, StageState } from './state.js';
+
+export interface StepResult {
+  /** The filesystem key after the step. */
+  key: Digest | undefined;
+  layer?: LayerRef;
+  empty: boolean;
+  cached: boolean;
+  historyText?: string;
+}
+
+interface StepRecord extends BuildCacheRecord {
+  key: unknown;
+  layer?: LayerRef;
+  empty: boolean;
+  step: string;
+}
+
+const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
+
+export class StepExecutors {
+  private contextPromise: Promise<BuildContext> | undefined;
+  private readonly lowers = new Map<Digest, Promise<{ lowerdirs: string[]; absolute: string[] }>>();
+  private readonly exported = new Map<Digest, Promise<string>>();
+  private scratchDirs: string[] = [];
+
+  constructor(private readonly engine: BuildEngine) {}
+
+  private get store() {
+    return this.engine.store;
+  }
+
+  /** A base image from the store, else (or with --pull) from its registry. */
+  async baseImage(name: string, vertex: Vertex): Promise<Image> {
+    const store = this.store;
+    if (!this.engine.request.pull) {
+      try {
+        return await store.resolve(name, { platform: this.engine.platform });
+      } catch (err) {
+        if (!(err instanceof ImageNotFoundError)) throw err;
+      }
+    }
+    const { pullImage } = await import('../registry/index.js');
+    const pulled = await pullImage(name, store, {
+      platform: this.engine.platform,
+      lease: this.engine.lease,
+      onEvent: (e) => {
+        if (e.type === 'resolved') vertex.log('stdout', Buffer.from(`resolved ${name} to ${e.digest}\n`));
+      },
+    });
+    return pulled.image;
+  }
+
+  /** The build context, opened on first use (a build without COPY never walks it). */
+  context(): Promise<BuildContext> {
+    this.contextPromise ??= import('../context/index.js').then(({ openContext }) =>
+      openContext(this.engine.request.contextDir, {
+        dockerfilePath: this.engine.request.dockerfile.path ?? '-',
+        cacheDir: this.store.cacheDir,
+      }),
+    );
+    return this.contextPromise;
+  }
+
+  /** Overlay lowerdirs (and absolute snapshot paths) of a state's layers, unpacked once. */
+  lower(state: StageState): Promise<{ lowerdirs: string[]; absolute: string[] }> {
+    let p = this.lowers.get(state.fsKey);
+    if (!p) {
+      const diffIDs = state.layers.map((l) => l.diffID);
+      p = import('../sandbox/index.js').then(({ lowerDirsFor }) => lowerDirsFor(this.store, diffIDs, { lease: this.engine.lease }));
+      this.lowers.set(state.fsKey, p);
+    }
+    return p;
+  }
+
+  /** A read-only view of a state's rootfs (for COPY destinations, --from sources, user lookups). */
+  async view(state: StageState, label: string): Promise<ReadOnlyFS | undefined> {
+    if (state.layers.length === 0) return undefined;
+    const { LayeredFS } = await import('./fsview/index.js');
+    const lower = await this.lower(state);
+    return new LayeredFS(lower.absolute, { label });
+  }
+
+  private async cached(key: Digest, planned: PlannedStage): Promise<StepRecord | undefined> {
+    if (!this.engine.cacheAllowed(planned)) return undefined;
+    const rec = await this.store.buildCache.get<StepRecord>(key);
+    if (!rec) return undefined;
+    // A record whose layer was pruned is a miss.
+    if (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest))) return undefined;
+    await this.engine.lease.add(...rec.pins);
+    rec.lastUsed = new Date().toISOString();
+    await this.store.buildCache.put(key, rec);
+    return rec;
+  }
+
+  private async remember(key: Digest, record: unknown, step: string, layer: LayerRef | undefined, empty: boolean): Promise<void> {
+    const pins = layer ? [layer.desc.digest, layer.diffID] : [];
+    const rec: StepRecord = { key: record, step, empty, pins, lastUsed: new Date().toISOString(), ...(layer ? { layer } : {}) };
+    await this.store.buildCache.put(key, rec);
+  }
+
+  // ------------------------------------------------------------------ RUN
+
+  async run(state: StageState, ins: ExpandedRunInstruction, vertex: Vertex, planned: PlannedStage, at: SourceLocation): Promise<StepResult> {
+    const engine = this.engine;
+    const args = runCommand(state, ins, at);
+    const c = state.image.config.config ?? {};
+    const env = state.env.toList();
+    const network = ins.network === 'default' ? (engine.request.network ?? 'default') : ins.network;
+    const { runMounts, keys: mountKeys } = await this.mounts(ins.mounts, planned, at);
+    const record: RunKey = {
+      kind: 'run',
+      parent: state.fsKey,
+      platform: formatPlatform(state.platform),
+      args,
+      env,
+      user: c.User ?? '',
+      workdir: c.WorkingDir || '/',
+      network,
+      security: ins.security,
+      mounts: mountKeys,
+    };
+    const historyText = runCommandString(args, state.image, (k) => state.env.get(k));
+    const key = engine.key(record);
+    const hit = await this.cached(key, planned);
+    if (hit) return { key, cached: true, empty: hit.empty, historyText, ...(hit.layer ? { layer: hit.layer } : {}) };
+
+    const { runStep, RunFailedError } = await import('../sandbox/index.js');
+    const lower = await this.lower(state);
+    let result;
+    try {
+      result = await engine.limit(() =>
+        runStep({
+          store: this.store,
+          lower,
+          command: args,
+          env,
+          ...(c.User ? { user: c.User } : {}),
+          cwd: c.WorkingDir || '/',
+          network,
+          mounts: runMounts,
+          secrets: engine.request.secrets ?? {},
+          stdout: (chunk: Buffer) => vertex.log('stdout', chunk),
+          stderr: (chunk: Buffer) => vertex.log('stderr', chunk),
+          ...(engine.request.signal ? { signal: engine.request.signal } : {}),
+          ...(engine.request.limits ? { limits: engine.request.limits } : {}),
+          lease: engine.lease,
+          ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
+          snapshot: true,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof RunFailedError) {
+        // buildx shows the step's last output lines in a block above the error; so do we.
+        const context = ['------', ` > ${vertex.info.name}:`, ...err.tail.map((l) => `   ${l}`), '------'];
+        throw new DockerfileError(err.message, at, { cause: err, context, ...(err.hint ? { hint: err.hint } : {}) });
+      }
+      throw err;
+    }
+    for (const w of result.warnings) engine.progress.warn(w, at.line);
+    const layer: LayerRef | undefined = result.empty ? undefined : { desc: result.layer, diffID: result.diffID };
+    await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
+    return { key, cached: false, empty: result.empty, historyText, ...(layer ? { layer } : {}) };
+  }
+
+  /** RUN --mount: sources resolved to host paths for the sandbox, and their part of the cache key. */
+  private async mounts(mounts: readonly Mount[], planned: PlannedStage, at: SourceLocation) {
+    const runMounts: Array<{ mount: Mount; hostPath?: string }> = [];
+    const keys: Array<Record<string, string | number | boolean>> = [];
+    for (const m of mounts) {
+      const key: Record<string, string | number | boolean> = {};
+      for (const [k, v] of Object.entries(m)) {
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') key[k] = v;
+      }
+      let hostPath: string | undefined;
+      const from = (m as { from?: string }).from ?? '';
+      if (m.type === 'bind' || (m.type === 'cache' && from)) {
+        if (!from || from === 'context') {
+          const ctx = await this.context();
+          const source = ((m as { source?: string }).source ?? '/').replace(/^\/+/, '') || '.';
+          key.content = await ctx.checksum(source, { followLinks: true, wildcard: false });
+          hostPath = await this.materializeContext(ctx);
+        } else {
+          const dep = await this.fromState(from, planned, at);
+          key.fromKey = dep.fsKey;
+          hostPath = await this.materializeState(dep);
+        }
+      }
+      if (m.type === 'secret') {
+        // Only the id and where it goes: a secret's value must never reach a key, log or layer.
+        for (const k of Object.keys(key)) if (!['type', 'id', 'target', 'env', 'required', 'mode', 'uid', 'gid'].includes(k)) delete key[k];
+      }
+      keys.push(key);
+      runMounts.push(hostPath ? { mount: m, hostPath } : { mount: m });
+    }
+    return { runMounts, keys };
+  }
+
+  /** The stage or image a `--from` / `from=` names: a stage name or index, else an image reference. */
+  private async fromState(from: string, planned: PlannedStage, at: SourceLocation): Promise<StageState> {
+    const stages = this.engine.plan.stages;
+    const byName = stages.find((s) => s.stage.name && s.stage.name === from.toLowerCase());
+    if (byName) return this.engine.stage(byName.stage.index);
+    if (/^\d+$/.test(from)) {
+      const idx = Number(from);
+      if (idx < planned.stage.index) return this.engine.stage(idx);
+    }
+    return this.engine.imageState(from, at);
+  }
+
+  /** A plain directory holding a state's merged rootfs (for bind mounts), made once per build. */
+  private materializeState(state: StageState): Promise<string> {
+    let p = this.exported.get(state.fsKey);
+    if (!p) {
+      p = (async () => {
+        const dir = join(this.store.tmpDir, `bind-${process.pid}-${state.fsKey.slice(7, 19)}`);
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true });
+        this.scratchDirs.push(dir);
+        const { exportRootfs } = await import('../oci/formats/index.js');
+        const { stateImage } = await import('./image.js');
+        const { image } = await stateImage(this.store, state, { lease: this.engine.lease });
+        await exportRootfs(image, { dir }, { ownership: 'keep' });
+        return dir;
+      })();
+      this.exported.set(state.fsKey, p);
+    }
+    return p;
+  }
+
+  /** The build context as a directory holding only what .dockerignore lets through. */
+  private async materializeContext(ctx: BuildContext): Promise<string> {
+    if (!ctx.ignoreFile || ctx.ignoreFile.patterns.length === 0) return ctx.root;
+    const key = sha256(`context:${ctx.root}`);
+    let p = this.exported.get(key);
+    if (!p) {
+      p = (async () => {
+        const dir = join(this.store.tmpDir, `context-${process.pid}-${Date.now()}`);
+        this.scratchDirs.push(dir);
+        const { cp } = await import('node:fs/promises');
+        await mkdir(dir, { recursive: true });
+        for await (const e of ctx.entries()) {
+          if (e.type === 'dir') await mkdir(join(dir, e.path), { recursive: true });
+          else await cp(join(ctx.root, e.path), join(dir, e.path), { verbatimSymlinks: true, preserveTimestamps: true });
+        }
+        return dir;
+      })();
+      this.exported.set(key, p);
+    }
+    return p;
+  }
+
+  // ------------------------------------------------------------------ COPY / ADD
+
+  async copy(
+    state: StageState,
+    ins: CopyInstruction | AddInstruction,
+    planned: PlannedStage,
+    at: SourceLocation,
+  ): Promise<StepResult> {
+    const engine = this.engine;
+    const c = state.image.config.config ?? {};
+    const workdir = c.WorkingDir || '/';
+    const fromName = ins.kind === 'COPY' ? ins.from : '';
+    let source: ReadOnlyFS | undefined;
+    let sourceRef = 'context';
+    let fromKey = 'context';
+    const sources: Array<{ path: string; digest: string }> = [];
+    const remote = ins.sourcePaths.some((s) => REMOTE_SOURCE.test(s));
+    if (fromName) {
+      const dep = await this.fromState(fromName, planned, at);
+      source = await this.view(dep, `stage ${fromName}`);
+      sourceRef = fromName;
+      fromKey = dep.fsKey;
+      for (const p of ins.sourcePaths) sources.push({ path: p, digest: '' });
+    } else if (ins.sourcePaths.length > 0) {
+      const ctx = await this.context();
+      const { DirFS } = await import('./fsview/index.js');
+      source = new DirFS(ctx.root, { ignore: { excludePatterns: ctx.ignoreFile?.patterns ?? [] } });
+      for (const p of ins.sourcePaths) {
+        if (REMOTE_SOURCE.test(p)) continue;
+        sources.push({ path: p, digest: await this.contextChecksum(ctx, p) });
+      }
+    }
+    const record: CopyKey = {
+      kind: ins.kind === 'ADD' ? 'add' : 'copy',
+      parent: state.fsKey,
+      platform: formatPlatform(state.platform),
+      from: fromKey,
+      sources,
+      contents: ins.sourceContents.map((s) => ({ path: s.path, digest: sha256(s.data) })),
+      dest: ins.destPath,
+      workdir,
+      chown: ins.chown,
+      chmod: ins.chmod,
+      link: ins.link,
+      parents: ins.kind === 'COPY' ? ins.parents : false,
+      exclude: [...ins.excludePatterns],
+      ...(ins.kind === 'ADD'
+        ? {
+            checksum: ins.checksum,
+            ...(ins.unpack !== undefined ? { unpack: ins.unpack } : {}),
+            ...(ins.keepGitDir !== undefined ? { keepGitDir: ins.keepGitDir } : {}),
+          }
+        : {}),
+    };
+    const historyText = copyCreatedBy(ins);
+    // A download or clone is keyed by what it brings, so it must run before its key is known.
+    if (!remote) {
+      const key = engine.key(record);
+      const hit = await this.cached(key, planned);
+      if (hit) return { key, cached: true, empty: hit.empty, historyText, ...(hit.layer ? { layer: hit.layer } : {}) };
+    }
+    const destination = ins.link ? undefined : await this.view(state, 'image filesystem');
+    const { copyLayer } = await import('./copy/index.js');
+    const layerResult = await engine.limit(async () => {
+      const out = await copyLayer({
+        instruction: ins.kind,
+        ...(source ? { source } : {}),
+        sourceRef,
+        sources: ins.sourcePaths,
+        contents: ins.sourceContents,
+        dest: ins.destPath,
+        workdir,
+        ...(destination ? { destination } : {}),
+        options: {
+          ...(ins.chown ? { chown: ins.chown } : {}),
+          ...(ins.chmod ? { chmod: ins.chmod } : {}),
+          link: ins.link,
+          exclude: ins.excludePatterns,
+          ...(ins.kind === 'COPY' ? { parents: ins.parents } : {}),
+          ...(ins.kind === 'ADD'
+            ? {
+                ...(ins.unpack !== undefined ? { unpack: ins.unpack } : {}),
+                ...(ins.checksum ? { checksum: ins.checksum } : {}),
+                ...(ins.keepGitDir !== undefined ? { keepGitDir: ins.keepGitDir } : {}),
+              }
+            : {}),
+          ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
+        },
+        tempDir: this.store.tmpDir,
+        ...(engine.request.signal ? { signal: engine.request.signal } : {}),
+        onWarning: (w) => engine.progress.warn(w.message, at.line),
+      });
+      const empty = out.plan.entries.length === 0;
+      const written = await this.store.writeBlob(out.stream, { lease: engine.lease });
+      return { empty, written };
+    });
+    const layer: LayerRef | undefined = layerResult.empty
+      ? undefined
+      : { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size }, diffID: layerResult.written.digest };
+    if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
+    const key = engine.key(record);
+    await this.remember(key, record, historyText, layer, layerResult.empty);
+    return { key, cached: false, empty: layerResult.empty, historyText, ...(layer ? { layer } : {}) };
+  }
+
+  /** The content checksum of one COPY source in the context, as a one-line error when it is missing. */
+  private async contextChecksum(ctx: BuildContext, path: string): Promise<Digest> {
+    try {
+      return await ctx.checksum(path, { followLinks: true, wildcard: true });
+    } catch (err) {
+      const { ContextPathNotFoundError } = await import('../context/index.js');
+      if (err instanceof ContextPathNotFoundError) {
+        const clean = '/' + path.replace(/^\.?\/+/, '');
+        throw new KilnError('COPY_SOURCE_NOT_FOUND', `failed to calculate checksum of ref context: "${clean}": not found`, {
+          hint: 'the path is missing from the build context, or excluded by .dockerignore',
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ WORKDIR
+
+  async mkdir(state: StageState, dir: string, planned: PlannedStage): Promise<StepResult> {
+    const user = state.image.config.config?.User ?? '';
+    const record: MkdirKey = { kind: 'mkdir', parent: state.fsKey, platform: formatPlatform(state.platform), path: dir, user };
+    const key = this.engine.key(record);
+    const hit = await this.cached(key, planned);
+    if (hit) return { key, cached: true, empty: hit.empty, ...(hit.layer ? { layer: hit.layer } : {}) };
+    const view = await this.view(state, 'image filesystem');
+    const entries: TarEntrySpec[] = [];
+    let owner = { uid: 0, gid: 0 };
+    if (user) {
+      const { lookupUser } = await import('./fsview/index.js');
+      const u = await lookupUser(view, user, { purpose: 'chown' });
+      owner = { uid: u.uid, gid: u.gid };
+    }
+    const real = view ? await view.resolve(dir, { followFinal: true }) : dir;
+    const epoch = this.engine.request.sourceDateEpoch;
+    const mtime = epoch ?? Math.floor(Date.now() / 1000);
+    let prefix = '';
+    for (const part of real.split('/').filter(Boolean)) {
+      prefix += `/${part}`;
+      const e = view ? await view.lstatPhysical(prefix) : undefined;
+      if (e && e.type !== 'directory') {
+        throw new KilnError('WORKDIR_NOT_DIRECTORY', `mkdir ${dir}: ${prefix} exists and is not a directory`);
+      }
+      if (!e) entries.push({ path: prefix, type: 'directory', mode: 0o755, uid: owner.uid, gid: owner.gid, mtime });
+    }
+    if (entries.length === 0) {
+      await this.remember(key, record, `WORKDIR ${dir}`, undefined, true);
+      return { key, cached: false, empty: true };
+    }
+    const written = await this.store.writeBlob(writeTarEntries(entries), { lease: this.engine.lease });
+    const layer: LayerRef = { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: written.digest, size: written.size }, diffID: written.digest };
+    await this.remember(key, record, `WORKDIR ${dir}`, layer, false);
+    return { key, cached: false, empty: false, layer };
+  }
+
+  async dispose(): Promise<void> {
+    for (const d of this.scratchDirs.splice(0)) await rm(d, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * The argv of a RUN. A RUN whose whole command is one heredoc runs the heredoc's body as the shell
+ * script (or, with a `#!` line, as that interpreter's script), as BuildKit does.
+ */
+function runCommand(state: StageState, ins: ExpandedRunInstruction, at: SourceLocation): string[] {
+  if (ins.files.length > 0) {
+    const only = ins.files.length === 1 ? ins.files[0]! : undefined;
+    const text = ins.cmdLine.join(' ').trim();
+    if (only && ins.prependShell && /^<<-?["']?\w+["']?$/.test(text)) {
+      const body = only.chomp ? only.data.replace(/^\t+/gm, '') : only.data;
+      if (body.startsWith('#!')) {
+        const interpreter = body.slice(2, body.indexOf('\n') < 0 ? undefined : body.indexOf('\n')).trim().split(/\s+/);
+        return [...interpreter, '-c', body];
+      }
+      return runArgs(state.image, [body], true);
+    }
+    throw new DockerfileError('RUN with heredocs is only supported when the heredoc is the whole command', at, {
+      hint: 'write `RUN <<EOF` followed by the script, or put the files in the build context',
+    });
+  }
+  return runArgs(state.image, ins.cmdLine, ins.prependShell);
+}

@@ -1,0 +1,226 @@
+/** `kiln build`: reads the Dockerfile, runs the engine, writes the outputs, reports like buildx. */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { finished } from 'node:stream/promises';
+import { UsageError } from '../errors.js';
+import { BuildEngine, type BuildRequest } from '../build/engine.js';
+import { Progress, type BuildEvent } from '../build/events.js';
+import { stateImage } from '../build/image.js';
+import { resolveOutputs, type OutputSpec } from '../build/outputs.js';
+import { normalizeName } from '../oci/reference.js';
+import { parsePlatform } from '../oci/platform.js';
+import { openStore, type Store } from '../store/index.js';
+import { plainRenderer } from '../ui/plain.js';
+import { readDockerfile } from './check.js';
+import type { BuildCommandOptions } from './commands/build.js';
+import type { SecretSource } from '../sandbox/index.js';
+
+function parseSecrets(specs: readonly string[]): Record<string, SecretSource> {
+  const out: Record<string, SecretSource> = {};
+  for (const spec of specs) {
+    const f: Record<string, string> = {};
+    for (const part of spec.split(',')) {
+      const eq = part.indexOf('=');
+      if (eq < 0) throw new UsageError(`invalid --secret "${spec}": "${part}" is not KEY=VALUE`);
+      f[part.slice(0, eq)] = part.slice(eq + 1);
+    }
+    const id = f.id;
+    if (!id) throw new UsageError(`invalid --secret "${spec}": id= is required`);
+    const src = f.src ?? f.source;
+    if (src) out[id] = { file: resolve(src) };
+    else if (f.env) out[id] = { env: f.env };
+    else if (process.env[id] !== undefined) out[id] = { env: id };
+    else throw new UsageError(`invalid --secret "${spec}": give src=FILE or env=VAR`);
+  }
+  return out;
+}
+
+function parseSize(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)([bkmg])?$/i.exec(value.trim());
+  if (!m) throw new UsageError(`invalid value "${value}" for ${flag}: expected a size like 512m`);
+  const unit = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? 'b').toLowerCase() as 'b' | 'k' | 'm' | 'g'];
+  return Number(m[1]) * unit;
+}
+
+function parseInteger(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`invalid value "${value}" for ${flag}: expected a whole number`);
+  return Number(value);
+}
+
+function sourceDateEpoch(buildArgs: Record<string, string>): number | undefined {
+  const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`invalid SOURCE_DATE_EPOCH "${raw}": expected seconds since 1970`);
+  return Number(raw);
+}
+
+/** Chooses the renderer the way buildx does: plain without a terminal or in CI. */
+function renderer(options: BuildCommandOptions): ((e: BuildEvent) => void) | undefined {
+  if (options.quiet || options.progress === 'quiet') return undefined;
+  if (options.progress === 'rawjson' || options.progress === 'json') {
+    return (e) => {
+      const out = e.type === 'vertex-log' ? { ...e, data: e.data.toString('utf8') } : e;
+      process.stderr.write(`${JSON.stringify(out)}\n`);
+    };
+  }
+  return plainRenderer((t) => process.stderr.write(t));
+}
+
+/** Writes a file atomically: a reader never sees half an archive. */
+async function writeAtomically(dest: string, write: (out: NodeJS.WritableStream) => Promise<void>): Promise<void> {
+  if (dest === '-') {
+    await write(process.stdout);
+    return;
+  }
+  const path = resolve(dest);
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.kiln-${process.pid}.tmp`;
+  const out = createWriteStream(tmp);
+  try {
+    await write(out);
+    if (!out.writableFinished) await finished(out);
+    await rename(tmp, path);
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function runBuild(context: string, options: BuildCommandOptions, root: string): Promise<number> {
+  const { ensureNamespace } = await import('../sandbox/index.js');
+  await ensureNamespace();
+  const source = await readDockerfile(context, options.file);
+  const tags = options.tag.map((t) => normalizeName(t));
+  const outputs: OutputSpec[] = resolveOutputs(options.output, tags, Boolean(options.push));
+  const buildArgs = options.buildArg;
+  const epoch = sourceDateEpoch(buildArgs);
+  const network = options.network;
+  if (network !== undefined && !['default', 'none', 'host'].includes(network)) {
+    throw new UsageError(`invalid --network "${network}": expected default, none or host`);
+  }
+  const memory = parseSize(options.memory, '--memory');
+  const cpuQuota = parseInteger(options.cpuQuota, '--cpu-quota');
+  const pidsLimit = parseInteger(options.pidsLimit, '--pids-limit');
+  const jobs = parseInteger(options.jobs, '--jobs');
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const store = await openStore({ root });
+  const progress = new Progress(renderer(options));
+  const request: BuildRequest = {
+    contextDir: context,
+    dockerfile: { ...source, ...(options.file && options.file !== '-' ? { path: options.file } : options.file === '-' ? { path: '-' } : {}) },
+    buildArgs,
+    ...(options.target ? { target: options.target } : {}),
+    ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
+    noCache: options.cache === false || Boolean(options.noCache),
+    noCacheFilter: options.noCacheFilter,
+    pull: Boolean(options.pull),
+    secrets: parseSecrets(options.secret),
+    ...(network ? { network: network as 'default' | 'none' | 'host' } : {}),
+    ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+    ...(jobs !== undefined ? { jobs } : { jobs: Math.max(1, (await import('node:os')).availableParallelism()) }),
+    ...(memory !== undefined || cpuQuota !== undefined || pidsLimit !== undefined
+      ? { limits: { ...(memory !== undefined ? { memory } : {}), ...(cpuQuota !== undefined ? { cpuQuota } : {}), ...(pidsLimit !== undefined ? { pidsLimit } : {}) } }
+      : {}),
+    signal: abort.signal,
+  };
+  const engine = await BuildEngine.create(store, request, progress);
+  try {
+    const outcome = await engine.run();
+    const created = epoch !== undefined ? new Date(epoch * 1000).toISOString().replace('.000Z', 'Z') : undefined;
+    const exportVertex = progress.start('exporting to image');
+    const stored = await stateImage(store, outcome.state, { lease: engine.lease, labels: options.label, ...(created ? { created } : {}) });
+    const pushed = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)));
+    exportVertex.done();
+    const imageID = stored.configDigest;
+    if (options.iidfile) await writeFile(options.iidfile, imageID);
+    if (options.metadataFile) {
+      const names = [...new Set(outputs.flatMap((o) => ('names' in o ? o.names : [])))];
+      const meta: Record<string, unknown> = {
+        'containerimage.config.digest': stored.configDigest,
+        'containerimage.digest': pushed ?? stored.digest,
+        'containerimage.descriptor': { mediaType: stored.image ? 'application/vnd.oci.image.manifest.v1+json' : '', digest: stored.digest, size: stored.size },
+        ...(names.length ? { 'image.name': names.join(',') } : {}),
+      };
+      await writeFile(options.metadataFile, `${JSON.stringify(meta, null, 2)}\n`);
+    }
+    if (options.quiet) process.stdout.write(`${imageID}\n`);
+    else process.stderr.write(`${outcome.cached}/${outcome.steps} steps cached; image ${imageID}\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await engine.release();
+  }
+}
+
+/** Writes every requested output; returns the pushed manifest digest when something was pushed. */
+async function writeOutputs(
+  store: Store,
+  image: Awaited<ReturnType<typeof stateImage>>['image'],
+  outputs: OutputSpec[],
+  options: BuildCommandOptions,
+  log: (line: string) => void,
+): Promise<string | undefined> {
+  let pushed: string | undefined;
+  const push = async (names: string[]): Promise<void> => {
+    const { pushImage } = await import('../registry/index.js');
+    for (const name of names) {
+      const r = await pushImage(image, name, { store, insecureRegistries: options.insecureRegistry });
+      log(`pushed ${name}: digest: ${r.digest}`);
+      pushed = r.digest;
+    }
+  };
+  for (const out of outputs) {
+    switch (out.type) {
+      case 'image':
+        await store.putImage(image, { names: out.names });
+        for (const n of out.names) log(`naming to ${n}`);
+        if (out.push) await push(out.names);
+        break;
+      case 'registry':
+        await push(out.names);
+        break;
+      case 'oci': {
+        const formats = await import('../oci/formats/index.js');
+        const named = [{ image, names: out.names }];
+        if (!out.dest) throw new UsageError('--output type=oci needs dest=PATH (or dest=- for standard output)');
+        if (!out.tar) await formats.writeOciLayoutDir(named, resolve(out.dest));
+        else await writeAtomically(out.dest, (s) => formats.writeOciArchive(named, s as NodeJS.WritableStream & import('node:stream').Writable));
+        log(`exported OCI ${out.tar ? 'archive' : 'layout'} to ${out.dest}`);
+        break;
+      }
+      case 'docker': {
+        if (!out.dest) {
+          await store.putImage(image, { names: out.names });
+          break;
+        }
+        const formats = await import('../oci/formats/index.js');
+        await writeAtomically(out.dest, (s) => formats.writeDockerArchive([{ image, names: out.names }], s as import('node:stream').Writable));
+        log(`exported docker archive to ${out.dest}`);
+        break;
+      }
+      case 'local': {
+        const formats = await import('../oci/formats/index.js');
+        await mkdir(resolve(out.dest), { recursive: true });
+        await formats.exportRootfs(image, { dir: resolve(out.dest) });
+        log(`exported filesystem to ${out.dest}`);
+        break;
+      }
+      case 'tar': {
+        const formats = await import('../oci/formats/index.js');
+        await writeAtomically(out.dest, (s) => formats.exportRootfs(image, { tar: s as import('node:stream').Writable }));
+        break;
+      }
+    }
+  }
+  return pushed;
+}
+

@@ -1,0 +1,25 @@
+/** `kiln history` (also `kiln image history`): the layers and steps an image was made of. */
+import { Option, type Command } from 'commander';
+import { storeRoot } from './global.js';
+
+export function configureHistory(cmd: Command): Command {
+  return cmd
+    .description('Show the history of an image')
+    .argument('<image>', 'image name or ID')
+    .addOption(
+      new Option('-H, --human [bool]', 'print sizes and dates in human readable format (--human=false for raw values)')
+        .default(true)
+        .argParser((v: string) => !/^(false|0|no)$/i.test(v)),
+    )
+    .option('--format <format>', "'table', 'table TEMPLATE', 'json' (one object per line) or a Go TEMPLATE")
+    .option('--no-trunc', "don't truncate output")
+    .option('-q, --quiet', 'only show image IDs')
+    .action(async (ref: string, options, command: Command) => {
+      const { runHistory } = await import('../image/history.js');
+      await runHistory(storeRoot(command), ref, options);
+    });
+}
+
+export function registerHistory(program: Command): void {
+  configureHistory(program.command('history'));
+}

@@ -1,0 +1,105 @@
+/** `kiln tag`, `kiln rmi` and `kiln prune`: naming and removing images, worded as docker words it. */
+import { createInterface } from 'node:readline';
+import { KilnError } from '../../errors.js';
+import type { Digest } from '../../oci/digest.js';
+import { openStore } from '../../store/index.js';
+import { Catalog } from './catalog.js';
+import { displayRef, familiar } from './names.js';
+import { ImageReferencedError } from './errors.js';
+import { humanSize, shortId } from './units.js';
+
+export async function runTag(root: string, source: string, target: string): Promise<void> {
+  const store = await openStore({ root });
+  const { image } = await new Catalog(store).find(source, 'tag', displayRef(source));
+  await store.tag(image.record.digest, target);
+}
+
+export interface RmiOptions {
+  force?: boolean;
+  prune: boolean;
+}
+
+/**
+ * Removes each reference in turn, printing `Untagged: NAME` and `Deleted: ID` lines; a reference
+ * that fails is reported and the others still go (exit status 1 at the end, as docker). Deleted
+ * images' content is collected right away (like docker's synchronous delete) unless `--no-prune`.
+ */
+export async function runRmi(root: string, refs: string[], options: RmiOptions): Promise<void> {
+  const store = await openStore({ root });
+  const errors: KilnError[] = [];
+  let deletedAny = false;
+  for (const ref of refs) {
+    try {
+      // Each removal changes the store: resolve every reference against its current state.
+      const { image, name } = await new Catalog(store).find(ref, 'rmi', displayRef(ref));
+      if (!name && image.record.names.length > 1 && !options.force) throw new ImageReferencedError(shortId(image.id));
+      const result = await store.remove(name ?? image.record.digest, { force: options.force });
+      const lines = result.untagged.map((n) => `Untagged: ${familiar(n)}`);
+      for (const d of result.deleted) lines.push(`Deleted: ${d === image.record.digest ? image.id : d}`);
+      if (lines.length) process.stdout.write(`${lines.join('\n')}\n`);
+      deletedAny ||= result.deleted.length > 0;
+    } catch (err) {
+      if (!(err instanceof KilnError)) throw err;
+      errors.push(err);
+    }
+  }
+  if (deletedAny && options.prune) await store.gc();
+  if (!errors.length) return;
+  for (const err of errors.slice(0, -1)) process.stderr.write(`kiln: ${err.describe()}\n`);
+  throw errors[errors.length - 1];
+}
+
+export interface PruneOptions {
+  all?: boolean;
+  force?: boolean;
+}
+
+class PruneCancelledError extends KilnError {
+  constructor() {
+    super('CANCELLED', 'image prune has been cancelled');
+  }
+}
+
+/** docker's `[y/N]` prompt: only `y` or `Y` (after trimming) agrees; end of input declines. */
+async function confirm(question: string): Promise<boolean> {
+  process.stdout.write(`${question} [y/N] `);
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  const answer = await new Promise<string>((resolve) => {
+    rl.once('line', resolve);
+    rl.once('close', () => resolve(''));
+  });
+  rl.close();
+  if (!process.stdin.isTTY) process.stdout.write('\n');
+  return answer.trim().toLowerCase() === 'y';
+}
+
+/**
+ * `docker image prune`: removes dangling images (`-a`: every image) that no running kiln process
+ * holds, then everything nothing references (layers, snapshots, expired leases, the temp files of
+ * processes that died), and prints what went and the space reclaimed.
+ */
+export async function runPrune(root: string, options: PruneOptions): Promise<void> {
+  if (!options.force) {
+    const warning = options.all
+      ? 'WARNING! This will remove all images not in use by a running kiln process.'
+      : 'WARNING! This will remove all dangling images.';
+    if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError();
+  }
+  const store = await openStore({ root });
+  // Image IDs must be read before the content goes.
+  const catalog = new Catalog(store);
+  const ids = new Map<Digest, Digest>();
+  for (const info of await catalog.all()) ids.set(info.record.digest, info.id);
+  const result = await store.prune({ all: options.all });
+  let out = '';
+  if (result.imagesRemoved.length) {
+    out += 'Deleted Images:\n';
+    for (const rec of result.imagesRemoved) {
+      for (const n of rec.names) out += `untagged: ${familiar(n)}\n`;
+      out += `deleted: ${ids.get(rec.digest) ?? rec.digest}\n`;
+    }
+    out += '\n';
+  }
+  out += `Total reclaimed space: ${humanSize(result.bytesFreed, 4)}\n`;
+  process.stdout.write(out);
+}

@@ -1,0 +1,33 @@
+/** `kiln push`: docker's lines, driven by the push's events. */
+import { UsageError } from '../../errors.js';
+import type { Image, ImageIndex } from '../../oci/image.js';
+import { LayoutIndex } from '../../oci/layout/index.js';
+import { isIndexMediaType } from '../../oci/mediatypes.js';
+import { familiarString, normalizeReference } from '../../oci/reference.js';
+import { pushImage, type PushEvent } from '../../registry/index.js';
+import { openStore } from '../../store/index.js';
+import type { PushCommandOptions } from '../commands/push.js';
+import { registryOptions, shortId } from './options.js';
+
+export async function runPush(root: string, name: string, options: PushCommandOptions): Promise<void> {
+  const reference = normalizeReference(name);
+  if (reference.digest && reference.tag) throw new UsageError(`cannot push "${name}": give a tag or a digest, not both`);
+  const out = (line: string) => {
+    if (!options.quiet) process.stdout.write(`${line}\n`);
+  };
+  const store = await openStore({ root });
+  const rec = await store.lookup(name);
+  const image: Image | ImageIndex = isIndexMediaType(rec.mediaType)
+    ? new LayoutIndex(store.layout, { digest: rec.digest, size: rec.size, mediaType: rec.mediaType })
+    : await store.resolve(rec.digest);
+  out(`The push refers to repository [${familiarString({ domain: reference.domain, path: reference.path })}]`);
+  const onEvent = (e: PushEvent): void => {
+    if (e.type !== 'blob' || e.kind !== 'layer') return;
+    if (e.status === 'preparing') out(`${shortId(e.digest)}: Preparing`);
+    else if (e.status === 'exists') out(`${shortId(e.digest)}: Layer already exists`);
+    else if (e.status === 'mounted') out(`${shortId(e.digest)}: Mounted from ${e.from}`);
+    else if (e.status === 'pushed') out(`${shortId(e.digest)}: Pushed`);
+  };
+  const result = await pushImage(image, reference, { ...registryOptions(options), store, onEvent });
+  process.stdout.write(`${reference.tag ?? result.digest}: digest: ${result.digest} size: ${result.size}\n`);
+}
