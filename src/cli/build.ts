@@ -10,9 +10,10 @@ import { stateImage } from '../build/image.js';
 import { resolveOutputs, type OutputSpec } from '../build/outputs.js';
 import { normalizeName } from '../oci/reference.js';
 import { parsePlatform } from '../oci/platform.js';
-import { openStore, type Store } from '../store/index.js';
+import { type Store } from '../store/index.js';
 import { plainRenderer } from '../ui/plain.js';
 import { readDockerfile } from './check.js';
+import { openStoreForCommand } from './store.js';
 import type { BuildCommandOptions } from './commands/build.js';
 import type { SecretSource } from '../sandbox/index.js';
 
@@ -91,8 +92,6 @@ async function writeAtomically(dest: string, write: (out: NodeJS.WritableStream)
 }
 
 export async function runBuild(context: string, options: BuildCommandOptions, root: string): Promise<number> {
-  const { ensureNamespace } = await import('../sandbox/index.js');
-  await ensureNamespace();
   const source = await readDockerfile(context, options.file);
   const tags = options.tag.map((t) => normalizeName(t));
   const outputs: OutputSpec[] = resolveOutputs(options.output, tags, Boolean(options.push));
@@ -111,7 +110,7 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root, { namespace: true });
   const progress = new Progress(renderer(options));
   const request: BuildRequest = {
     contextDir: context,

@@ -20,7 +20,7 @@
  *
  * Layout (little-endian): magic `KILNCIX1`; u32 length + UTF-8 algorithm name; u32 length + UTF-8
  * context root; f64 write time (ms); u32 record count; records of 88 bytes (u64 dev, u64 ino,
- * u64 size, u32 mode, u32 zero, u64 mtime ns, u64 ctime ns, f64 hashed-at ms, 32-byte SHA-256);
+ * u64 size, u32 mode, u32 zero, i64 mtime ns, i64 ctime ns, f64 hashed-at ms, 32-byte SHA-256);
  * 32-byte SHA-256 of all the preceding bytes.
  */
 import { createHash, randomBytes } from 'node:crypto';

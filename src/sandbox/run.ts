@@ -9,13 +9,14 @@
  * kiln's namespace, even after a crash. kiln prepares everything that needs no privilege in Node
  * first (upper dir, mount points, the fstab, resolv.conf and hosts, /dev skeleton), which keeps the
  * helper down to a handful of program starts: each costs milliseconds, the mounts themselves are
- * nearly free.
+ * nearly free. The helper is started by a small long-lived shell rather than by kiln itself, because
+ * forking kiln costs more the bigger kiln grows (spawner.ts).
  *
- * Cancellation (AbortSignal, Ctrl-C, SIGTERM handled by the caller): the helper runs in its own
- * process group; kiln SIGKILLs the group, `--kill-child` takes the namespace's PID 1 with it, and
- * the kernel kills the rest of the PID namespace and drops its mounts. The step's scratch directory is
- * then removed; nothing reached the store's content. The helper is also started under
- * `setpriv --pdeathsig SIGKILL`, so it dies with kiln even if kiln is killed outright.
+ * Cancellation (AbortSignal; abortOnSignals wires Ctrl-C and SIGTERM to one): kiln SIGKILLs the
+ * helper, `--kill-child` takes the namespace's PID 1 with it, and the kernel kills the rest of the PID
+ * namespace and drops its mounts. The step's directories are then removed; nothing reached the
+ * store's content. The helper runs under `setpriv --pdeathsig SIGKILL` and the spawner kills its
+ * process group when kiln goes away, so a sandbox dies with kiln even if kiln is killed outright.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync, lchownSync } from 'node:fs';
@@ -593,7 +594,8 @@ function makeDevSkeleton(dir: string): void {
   mkdirSync(dir);
   chmodSync(dir, 0o755);
   for (const d of DEVICES) writeFileSync(join(dir, d), '');
-  for (const d of ['pts', 'shm', SANDBOX_TOOLS_DIR.slice('/dev/'.length)]) mkdirSync(join(dir, d));
+  // pipes: the mount point of a RUN heredoc script with a `#!` line (BuildKit runs it from /dev/pipes).
+  for (const d of ['pts', 'shm', 'pipes', SANDBOX_TOOLS_DIR.slice('/dev/'.length)]) mkdirSync(join(dir, d));
   symlinkSync('/proc/self/fd', join(dir, 'fd'));
   symlinkSync('/proc/self/fd/0', join(dir, 'stdin'));
   symlinkSync('/proc/self/fd/1', join(dir, 'stdout'));

@@ -188,9 +188,13 @@ export interface SpawnInNamespaceOptions {
  * Runs `argv` as root in a new user namespace made by `plan`, with KILN_USERNS set. Resolves once the
  * maps are written and the command has been released (it may still be running).
  */
-export async function spawnInNamespace(argv: string[], opts: SpawnInNamespaceOptions): Promise<ChildProcess> {
-  const { unshare } = hostTools();
+export async function spawnInNamespace(command: string[], opts: SpawnInNamespaceOptions): Promise<ChildProcess> {
+  let argv = command;
+  const { unshare, setpriv } = hostTools();
   const plan = opts.plan;
+  // The command dies with the process that started it (the shim kiln leaves outside): without this,
+  // killing that shim would leave the real work running unseen.
+  argv = [setpriv, '--pdeathsig=SIGTERM', '--', ...argv];
   const env = { ...(opts.env ?? process.env), [USERNS_ENV]: plan.mapping };
   const ns = ['--user', ...(opts.mount === false ? [] : ['--mount', '--propagation', 'private'])];
   const stdio = normaliseStdio(opts.stdio ?? 'inherit');

@@ -34,7 +34,13 @@ export function ensureUsers(): { user: string; nosub: string } {
     throw new Error('the sandbox tests run as root: they create an unprivileged user (useradd -m) and run the fixtures as it too');
   }
   for (const name of [TEST_USER, NOSUB_USER]) {
-    if (!hasUser(name)) execFileSync('useradd', ['-m', '-s', '/bin/sh', name], { stdio: 'ignore' });
+    // Test files run in parallel and useradd locks /etc/passwd: another worker may be adding the same user.
+    for (let attempt = 0; !hasUser(name); attempt++) {
+      const r = spawnSync('useradd', ['-m', '-s', '/bin/sh', name], { encoding: 'utf8' });
+      if (r.status === 0 || hasUser(name)) break;
+      if (attempt >= 20) throw new Error(`useradd ${name} failed: ${r.stderr.trim()}`);
+      spawnSync('sleep', ['0.2']);
+    }
   }
   // The full-mapping user needs a range (useradd makes one on Debian; add one where it did not).
   for (const file of ['/etc/subuid', '/etc/subgid']) {

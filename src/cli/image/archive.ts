@@ -8,6 +8,7 @@
  * unreferenced blobs, an expired lease and temp files of a dead process, all of which the next
  * `kiln prune` removes.
  */
+import { openStoreForCommand } from '../store.js';
 import { PassThrough, Readable, Transform, Writable, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KilnError, UsageError } from '../../errors.js';
@@ -18,7 +19,7 @@ import { BlobVerificationError, LayoutLayer, VerifyingStream } from '../../oci/l
 import { MediaType, type Compression } from '../../oci/mediatypes.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { formatReference, normalizeName, parseReference } from '../../oci/reference.js';
-import { openStore, type Lease, type Store } from '../../store/index.js';
+import { type Lease, type Store } from '../../store/index.js';
 import { Catalog } from './catalog.js';
 import { ArchiveError } from './errors.js';
 import { checkInputFile, withStoreWorkDir, writeFileAtomically, writeToStdout } from './io.js';
@@ -97,7 +98,7 @@ export async function runSave(root: string, refs: string[], options: SaveOptions
   if (!options.output && process.stdout.isTTY) {
     throw new UsageError('cowardly refusing to save to a terminal. Use the -o flag or redirect');
   }
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const catalog = new Catalog(store, options.platform ? parsePlatform(options.platform) : undefined);
   const images = await selectForSave(catalog, refs);
   const formats = await import('../../oci/formats/index.js');
@@ -148,7 +149,7 @@ export async function runLoad(root: string, options: LoadOptions): Promise<void>
   }
   if (options.input !== undefined) await checkInputFile(options.input);
   const where = options.input ?? 'stdin';
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const { readImageArchive } = await import('../../oci/formats/index.js');
   let storing = false;
   const load = async (work: string, lease: Lease): Promise<string[]> => {

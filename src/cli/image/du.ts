@@ -4,10 +4,10 @@
  * process holds (images) or what a stored image uses (snapshots), and RECLAIMABLE what
  * `kiln prune -a` (images) or `kiln prune` (the rest) would free.
  */
+import { openStoreForCommand } from '../store.js';
 import { readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Digest } from '../../oci/digest.js';
-import { openStore } from '../../store/index.js';
 import { treeSize } from '../../store/gc.js';
 import { Catalog } from './catalog.js';
 import { nameParts } from './names.js';
@@ -28,7 +28,7 @@ function reclaimable(bytes: number, total: number, percent: boolean): string {
 }
 
 export async function runDu(root: string, options: DuOptions): Promise<void> {
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const usage = await store.du();
   const leased = new Set<Digest>((await store.leases()).filter((l) => !l.expired).flatMap((l) => l.digests));
   const activeImages = usage.images.filter((i) => leased.has(i.digest));

@@ -1,5 +1,5 @@
 /** `kiln history`: the image's history entries, newest first, with the size of each entry's layer. */
-import { openStore } from '../../store/index.js';
+import { openStoreForCommand } from '../store.js';
 import { Catalog, type StoredImage } from './catalog.js';
 import { displayRef } from './names.js';
 import { renderList } from './template.js';
@@ -51,7 +51,7 @@ export function historyRows(image: StoredImage): HistoryRow[] {
 }
 
 export async function runHistory(root: string, ref: string, options: HistoryOptions): Promise<void> {
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const { image } = await new Catalog(store).find(ref, 'history', displayRef(ref));
   if (image.problem) throw image.problem;
   const now = Date.now();

@@ -5,11 +5,11 @@
  * The image's creation time is now, or SOURCE_DATE_EPOCH when set, so the same tar imported twice
  * with the same SOURCE_DATE_EPOCH gives the same image ID.
  */
+import { openStoreForCommand } from '../store.js';
 import { promises as fsp } from 'node:fs';
 import { InputFileError, UsageError } from '../../errors.js';
 import { hostPlatform, parsePlatform } from '../../oci/platform.js';
 import { normalizeName } from '../../oci/reference.js';
-import { openStore } from '../../store/index.js';
 import { withStoreWorkDir } from './io.js';
 
 export interface ImportOptions {
@@ -41,7 +41,7 @@ export async function runImport(root: string, source: string, ref: string | unde
       throw new InputFileError(source, code === 'ENOENT' ? 'no such file or directory' : `cannot read: ${String(code ?? err)}`, { cause: err });
     }
   }
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const { importRootfs } = await import('../../oci/formats/index.js');
   const id = await withStoreWorkDir(store, 'import', async (tmpDir) => {
     const image = await importRootfs(source === '-' ? process.stdin : source, {

@@ -3,9 +3,9 @@
  * `Config` is the image config's own `config` object), filled from the stored image; `Descriptor`
  * is the manifest (or index) the store records, as docker shows it with the containerd store.
  */
+import { openStoreForCommand } from '../store.js';
 import { KilnError } from '../../errors.js';
 import { parsePlatform } from '../../oci/platform.js';
-import { openStore } from '../../store/index.js';
 import { Catalog, type StoredImage } from './catalog.js';
 import { nameParts } from './names.js';
 import { goJson, parseTemplate } from './template.js';
@@ -58,7 +58,7 @@ export function inspectDocument(info: StoredImage): Record<string, unknown> {
  * matches nothing is reported on stderr, and the exit status is 1, after the others are printed.
  */
 export async function runInspect(root: string, refs: string[], options: InspectOptions): Promise<number> {
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const catalog = new Catalog(store, options.platform ? parsePlatform(options.platform) : undefined);
   const docs: Array<Record<string, unknown>> = [];
   const errors: KilnError[] = [];

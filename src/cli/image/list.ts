@@ -1,5 +1,5 @@
 /** `kiln images`: docker's image table, `-q`, `--digests`, `--no-trunc`, `--filter`, `--format`. */
-import { openStore } from '../../store/index.js';
+import { openStoreForCommand } from '../store.js';
 import { Catalog, type StoredImage } from './catalog.js';
 import { danglingFilter, labelsMatch, parseFilters, pathMatch, type Filters } from './filters.js';
 import { nameParts } from './names.js';
@@ -38,7 +38,7 @@ interface Row {
 export async function runImages(root: string, reference: string | undefined, options: ImagesOptions): Promise<void> {
   const filters = parseFilters(options.filter ?? [], ['dangling', 'reference', 'label', 'before', 'since']);
   if (reference) filters.set('reference', [...(filters.get('reference') ?? []), reference]);
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const catalog = new Catalog(store);
   const images = await selectImages(catalog, filters);
   const rows = images.flatMap((image) => rowsOf(image, filters));

@@ -1,15 +1,15 @@
 /** `kiln tag`, `kiln rmi` and `kiln prune`: naming and removing images, worded as docker words it. */
 import { createInterface } from 'node:readline';
+import { openStoreForCommand } from '../store.js';
 import { KilnError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
-import { openStore } from '../../store/index.js';
 import { Catalog } from './catalog.js';
 import { displayRef, familiar } from './names.js';
 import { ImageReferencedError } from './errors.js';
 import { humanSize, shortId } from './units.js';
 
 export async function runTag(root: string, source: string, target: string): Promise<void> {
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const { image } = await new Catalog(store).find(source, 'tag', displayRef(source));
   await store.tag(image.record.digest, target);
 }
@@ -25,7 +25,7 @@ export interface RmiOptions {
  * images' content is collected right away (like docker's synchronous delete) unless `--no-prune`.
  */
 export async function runRmi(root: string, refs: string[], options: RmiOptions): Promise<void> {
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root, { namespace: true });
   const errors: KilnError[] = [];
   let deletedAny = false;
   for (const ref of refs) {
@@ -85,7 +85,7 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
       : 'WARNING! This will remove all dangling images.';
     if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError();
   }
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root, { namespace: true });
   // Image IDs must be read before the content goes.
   const catalog = new Catalog(store);
   const ids = new Map<Digest, Digest>();

@@ -1,7 +1,7 @@
 /** `kiln pull`: docker's lines, driven by the pull's events. */
+import { openStoreForCommand } from '../store.js';
 import { familiarString, repositoryName } from '../../oci/reference.js';
 import { pullImage, type PullEvent } from '../../registry/index.js';
-import { openStore } from '../../store/index.js';
 import type { PullCommandOptions } from '../commands/pull.js';
 import { registryOptions, shortId } from './options.js';
 
@@ -9,7 +9,7 @@ export async function runPull(root: string, name: string, options: PullCommandOp
   const out = (line: string) => {
     if (!options.quiet) process.stdout.write(`${line}\n`);
   };
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const onEvent = (e: PullEvent): void => {
     switch (e.type) {
       case 'resolving': {

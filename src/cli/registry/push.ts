@@ -1,11 +1,11 @@
 /** `kiln push`: docker's lines, driven by the push's events. */
+import { openStoreForCommand } from '../store.js';
 import { UsageError } from '../../errors.js';
 import type { Image, ImageIndex } from '../../oci/image.js';
 import { LayoutIndex } from '../../oci/layout/index.js';
 import { isIndexMediaType } from '../../oci/mediatypes.js';
 import { familiarString, normalizeReference } from '../../oci/reference.js';
 import { pushImage, type PushEvent } from '../../registry/index.js';
-import { openStore } from '../../store/index.js';
 import type { PushCommandOptions } from '../commands/push.js';
 import { registryOptions, shortId } from './options.js';
 
@@ -15,7 +15,7 @@ export async function runPush(root: string, name: string, options: PushCommandOp
   const out = (line: string) => {
     if (!options.quiet) process.stdout.write(`${line}\n`);
   };
-  const store = await openStore({ root });
+  const store = await openStoreForCommand(root);
   const rec = await store.lookup(name);
   const image: Image | ImageIndex = isIndexMediaType(rec.mediaType)
     ? new LayoutIndex(store.layout, { digest: rec.digest, size: rec.size, mediaType: rec.mediaType })
