@@ -24,6 +24,10 @@ export interface RunKey {
   security: string;
   /** Mount specs with sources resolved to content keys; secrets by id only. */
   mounts: Array<Record<string, string | number | boolean>>;
+  /** A heredoc script run from /dev/pipes: its name and content digest. */
+  script?: { name: string; digest: Digest };
+  /** SOURCE_DATE_EPOCH: it sets the times in the layer, so a layer made without it is not the same. */
+  epoch?: number;
 }
 
 export interface CopyKey {
@@ -47,6 +51,8 @@ export interface CopyKey {
   checksum?: string;
   unpack?: boolean;
   keepGitDir?: boolean;
+  /** SOURCE_DATE_EPOCH (file times in the layer are clamped to it). */
+  epoch?: number;
 }
 
 export interface MkdirKey {
@@ -55,6 +61,8 @@ export interface MkdirKey {
   platform: string;
   path: string;
   user: string;
+  /** SOURCE_DATE_EPOCH (the directories' times). */
+  epoch?: number;
 }
 
 export type StepKey = RunKey | CopyKey | MkdirKey;

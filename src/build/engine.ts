@@ -20,6 +20,7 @@ import {
   planBuild,
   resolveArgs,
   triggerHooks,
+  withSuggestion,
   type BuildPlan,
   type Dockerfile,
   type Instruction,
@@ -27,13 +28,14 @@ import {
 } from '../dockerfile/instructions/index.js';
 import type { Digest } from '../oci/digest.js';
 import { sha256 } from '../oci/digest.js';
-import { formatPlatform, hostPlatform, platformArgs, platformMatches } from '../oci/platform.js';
+import { formatPlatform, hostPlatform, parsePlatform, platformArgs, platformMatches } from '../oci/platform.js';
 import { formatReference, normalizeReference } from '../oci/reference.js';
 import type { ImageConfig, Platform } from '../oci/types.js';
 import type { Lease, Store } from '../store/index.js';
 import { keyDigest, type BaseKey, type StepKey } from './cache-key.js';
+import { parseHeredocWord } from '../dockerfile/instructions/heredoc.js';
 import { Progress, type Vertex } from './events.js';
-import { addHistory, applyArg, applyMetadata, applyWorkdir, startStage } from './image-config.js';
+import { addHistory, applyArg, applyMetadata, applyWorkdir, normalizeWorkdir, startStage } from './image-config.js';
 import { envFromConfig, type LayerRef, type StageState } from './state.js';
 import { StepExecutors, type StepResult } from './steps.js';
 import type { SecretSource } from '../sandbox/index.js';
@@ -67,6 +69,9 @@ export interface BuildOutcome {
   steps: number;
   cached: number;
 }
+
+/** Instructions that are steps of their own in the progress output (BuildKit's cmdTotal). */
+const VERTEX_KINDS = new Set<Instruction['kind']>(['RUN', 'COPY', 'ADD', 'WORKDIR']);
 
 /** The build's lifetime resources: its store lease, limits, and the stages' results. */
 export class BuildEngine {
@@ -148,30 +153,36 @@ export class BuildEngine {
     return p;
   }
 
-  /** An external image's state (FROM, `COPY --from=image`, mounts), resolved once per reference. */
-  imageState(ref: string, line: SourceLocation): Promise<StageState> {
-    let p = this.images.get(ref);
+  /**
+   * An external image's state (FROM, `COPY --from=image`, mounts), resolved once per reference and
+   * platform (the build's, unless the stage's FROM --platform names another).
+   */
+  imageState(ref: string, line: SourceLocation, platform: Platform = this.platform): Promise<StageState> {
+    const id = `${formatPlatform(platform)} ${ref}`;
+    let p = this.images.get(id);
     if (!p) {
-      p = this.resolveImage(ref, line);
-      this.images.set(ref, p);
+      p = this.resolveImage(ref, line, platform);
+      this.images.set(id, p);
     }
     return p;
   }
 
-  private async resolveImage(ref: string, at: SourceLocation): Promise<StageState> {
+  private async resolveImage(ref: string, at: SourceLocation, platform: Platform): Promise<StageState> {
     let name: string;
+    // A name that is neither a stage nor an image is often a misspelt stage: say which.
+    const suggestStage = (msg: string) => withSuggestion(msg, ref, this.plan.stages.map((s) => s.stage.name).filter(Boolean), true);
     try {
       name = formatReference(normalizeReference(ref));
     } catch (err) {
-      throw new DockerfileError(err instanceof KilnError ? err.message : String(err), at);
+      throw new DockerfileError(suggestStage(err instanceof KilnError ? err.message : String(err)), at);
     }
     const vertex = this.progress.start(`[internal] load metadata for ${name}`);
     try {
-      const image = await this.executors.baseImage(name, vertex);
+      const image = await this.executors.baseImage(name, vertex, platform);
       const config = await image.configFile();
-      if (!platformMatches(this.platform, { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })) {
+      if (!platformMatches(platform, { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })) {
         throw new DockerfileError(
-          `base image ${name} is for ${formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })}, but this build is for ${formatPlatform(this.platform)}`,
+          `base image ${name} is for ${formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })}, but this build is for ${formatPlatform(platform)}`,
           at,
           { hint: 'kiln runs RUN steps natively: build for the host platform, or pick a base image for it' },
         );
@@ -180,21 +191,34 @@ export class BuildEngine {
       const digest = await image.digest();
       const layers: LayerRef[] = manifest.layers.map((desc, i) => ({ desc, diffID: config.rootfs.diff_ids[i]! }));
       await this.lease.add(digest, ...layers.map((l) => l.diffID), ...layers.map((l) => l.desc.digest));
-      const key: BaseKey = { kind: 'image', ref: name, manifest: digest, platform: formatPlatform(this.platform) };
+      const key: BaseKey = { kind: 'image', ref: name, manifest: digest, platform: formatPlatform(platform) };
       vertex.done();
+      const start = startStage(config, platform);
       return {
-        image: startStage(config, this.platform),
+        image: start,
         layers,
         fsKey: keyDigest(key),
-        env: envFromConfig(config.config?.Env),
-        platform: this.platform,
+        env: envFromConfig(start.config.config?.Env),
+        platform,
         base: { name, digest },
+        // startStage clears them from the config: they run in the stage built on this image.
+        triggers: [...(config.config?.OnBuild ?? [])],
       };
     } catch (err) {
       vertex.fail(err instanceof Error ? err.message : String(err));
       if (err instanceof DockerfileError) throw err;
-      if (err instanceof KilnError) throw new DockerfileError(`failed to resolve source metadata for ${name}: ${err.describe()}`, at, { cause: err });
+      if (err instanceof KilnError) throw new DockerfileError(suggestStage(`failed to resolve source metadata for ${name}: ${err.describe()}`), at, { cause: err });
       throw err;
+    }
+  }
+
+  /** The platform FROM --platform gives a stage, else the build's. */
+  private stagePlatform(planned: PlannedStage): Platform {
+    if (!planned.platform) return this.platform;
+    try {
+      return parsePlatform(planned.platform);
+    } catch (err) {
+      throw new DockerfileError(`failed to parse platform ${planned.platform}: ${err instanceof Error ? err.message : String(err)}`, this.location(planned.stage.from));
     }
   }
 
@@ -202,24 +226,29 @@ export class BuildEngine {
     const at = this.location(planned.stage.from);
     switch (planned.base.kind) {
       case 'scratch': {
-        const image = startStage(undefined, this.platform);
-        const key: BaseKey = { kind: 'scratch', platform: formatPlatform(this.platform) };
-        return { image, layers: [], fsKey: keyDigest(key), env: envFromConfig(image.config.config?.Env), platform: this.platform };
+        const platform = this.stagePlatform(planned);
+        const image = startStage(undefined, platform);
+        const key: BaseKey = { kind: 'scratch', platform: formatPlatform(platform) };
+        return { image, layers: [], fsKey: keyDigest(key), env: envFromConfig(image.config.config?.Env), platform };
       }
       case 'stage': {
+        // As BuildKit's dispatchState.init: the base stage's state goes on, ARG values and the ARGs
+        // RUN's history lists included; only its ONBUILD triggers do not carry over.
         const parent = await this.stage(planned.base.index);
+        const image = startStage(parent.image.config, parent.platform);
+        image.buildArgs = [...parent.image.buildArgs];
         return {
-          image: startStage(parent.image.config, this.platform),
+          image,
           layers: [...parent.layers],
           fsKey: parent.fsKey,
-          env: envFromConfig(parent.image.config.config?.Env),
-          platform: this.platform,
+          env: parent.env.clone(),
+          platform: parent.platform,
           ...(parent.base ? { base: parent.base } : {}),
         };
       }
       case 'image': {
-        const img = await this.imageState(planned.base.ref, at);
-        return { ...img, image: startStage(img.image.config, this.platform), layers: [...img.layers], env: img.env.clone() };
+        const img = await this.imageState(planned.base.ref, at, this.stagePlatform(planned));
+        return { ...img, image: startStage(img.image.config, img.platform), layers: [...img.layers], env: img.env.clone() };
       }
     }
   }
@@ -228,23 +257,30 @@ export class BuildEngine {
     // Stages this one reads from start now, so independent stages overlap.
     for (const dep of planned.deps) if (dep.source.kind === 'stage') void this.stage(dep.source.index).catch(() => undefined);
     const state = await this.startState(planned);
-    const inherited = state.image.config.config?.OnBuild ?? [];
-    const baseConfigTriggers = planned.base.kind === 'image' ? (await this.imageState(planned.base.ref, this.location(planned.stage.from))).image.config.config?.OnBuild ?? [] : [];
     const at = this.location(planned.stage.from);
     // ONBUILD triggers run first: a stage base's were planned; an image's come from its config.
     const triggers: Instruction[] =
-      planned.base.kind === 'stage' ? planned.triggers : (baseConfigTriggers ?? inherited).map((t) => parseTrigger(t, at));
+      planned.base.kind === 'stage' ? planned.triggers : (state.triggers ?? []).map((t) => parseTrigger(t, at));
+    delete state.triggers;
     const all = [...triggers.map((ins) => ({ ins, trigger: true })), ...planned.stage.instructions.map((ins) => ({ ins, trigger: false }))];
-    const total = planned.stage.instructions.length + 1;
-    let ownIndex = 0;
-    let triggerIndex = 0;
+    // Steps are numbered as BuildKit numbers them: FROM an image is step 1, then every RUN, COPY,
+    // ADD and WORKDIR; triggers count towards the total whatever they are.
+    const counter = { index: planned.base.kind === 'image' ? 1 : 0, total: 0 };
+    counter.total = counter.index + triggers.length + planned.stage.instructions.filter((i) => VERTEX_KINDS.has(i.kind)).length;
     for (const { ins, trigger } of all) {
       if (this.request.signal?.aborted) throw new KilnError('ABORTED', 'build canceled');
-      const position = trigger ? triggerIndex++ : ownIndex++;
-      const label = `[${planned.displayName ? `${planned.displayName} ` : ''}${trigger ? 'ONBUILD' : `${position + 2}/${total}`}]`;
-      await this.dispatch(planned, state, ins, { trigger, position, label });
+      await this.dispatch(planned, state, ins, { trigger, counter });
     }
     return state;
+  }
+
+  /** `[stage 2/5] ` as buildx shows a step (`%*d` padding included), or '' when the stage has no steps. */
+  private stepPrefix(planned: PlannedStage, counter: { index: number; total: number }, trigger: boolean): string {
+    if (counter.total === 0) return '';
+    counter.index++;
+    const width = Math.floor(1 + Math.log10(counter.total));
+    const name = planned.displayName ? `${planned.displayName} ` : '';
+    return `[${name}${String(counter.index).padStart(width)}/${counter.total}] ${trigger ? 'ONBUILD ' : ''}`;
   }
 
   /** Applies one instruction to the stage state. */
@@ -252,7 +288,7 @@ export class BuildEngine {
     planned: PlannedStage,
     state: StageState,
     ins: Instruction,
-    where: { trigger: boolean; position: number; label: string },
+    where: { trigger: boolean; counter: { index: number; total: number } },
   ): Promise<void> {
     const { lex, rawLex } = lexers(this.df);
     const ctx = { file: this.df.file, lex, rawLex, env: state.env };
@@ -269,31 +305,36 @@ export class BuildEngine {
       if (expanded.kind === 'ENV') for (const kv of expanded.env) state.env.set(kv.key, kv.value);
       return;
     }
-    const name = `${where.label} ${displayText(ins)}`;
+    // WORKDIR / only sets the config: the root always exists, so there is no step to run.
+    if (expanded.kind === 'WORKDIR' && normalizeWorkdir(state.image.config.config?.WorkingDir, expanded.path, at) === '/') {
+      applyWorkdir(state.image, expanded.path, at, created);
+      return;
+    }
+    const name = `${this.stepPrefix(planned, where.counter, where.trigger)}${displayText(ins)}`;
     const vertex = this.progress.start(name, { stage: planned.displayName, line: ins.startLine });
     try {
-      let result: StepResult | undefined;
+      let result: StepResult;
       switch (expanded.kind) {
         case 'WORKDIR': {
-          const { dir, withLayer } = applyWorkdir(state.image, expanded.path, at, created);
-          result = withLayer ? await this.executors.mkdir(state, dir, planned) : { key: undefined, empty: true, cached: true };
+          const { dir } = applyWorkdir(state.image, expanded.path, at, created);
+          result = await this.executors.mkdir(state, dir, planned);
           break;
         }
         case 'RUN':
           result = await this.executors.run(state, expanded, vertex, planned, at);
-          addHistory(state.image, `RUN ${result.historyText ?? ''}`, { withLayer: !result.empty, executed: true, ...(created ? { created } : {}) });
+          addHistory(state.image, `RUN ${result.historyText ?? ''}`, { withLayer: true, executed: true, ...(created ? { created } : {}) });
           break;
         case 'COPY':
         case 'ADD':
           result = await this.executors.copy(state, expanded, planned, at);
-          addHistory(state.image, result.historyText ?? '', { withLayer: !result.empty, executed: true, ...(created ? { created } : {}) });
+          addHistory(state.image, result.historyText ?? '', { withLayer: true, executed: true, ...(created ? { created } : {}) });
           break;
         default:
           throw new DockerfileError(`${ins.keyword} is not supported here`, at);
       }
       this.steps++;
       if (result.key) state.fsKey = result.key;
-      if (result.layer && !result.empty) state.layers.push(result.layer);
+      if (result.layer) state.layers.push(result.layer);
       if (result.cached) {
         this.cached++;
         vertex.cached();
@@ -301,7 +342,9 @@ export class BuildEngine {
         vertex.done();
       }
     } catch (err) {
-      vertex.fail(err instanceof Error ? err.message : String(err));
+      // A stage this step reads from failed: that failure is reported where it happened.
+      const elsewhere = err instanceof DockerfileError && err.location && (err.location.line !== at.line || err.location.file !== at.file);
+      vertex.fail(elsewhere ? 'canceled' : err instanceof Error ? err.message : String(err));
       if (err instanceof DockerfileError) throw err.location ? err : err.at(at);
       if (err instanceof KilnError) throw new DockerfileError(err.describe(), at, { cause: err });
       throw err;
@@ -321,11 +364,18 @@ export class BuildEngine {
   }
 }
 
-/** How a step is named in progress output: the instruction as written, keyword upper-cased. */
+/**
+ * How a step is named in progress output: the instruction as written, keyword upper-cased; a RUN
+ * that is one heredoc gets the script's first line after it, as BuildKit names it.
+ */
 export function displayText(ins: Instruction): string {
   const text = ins.original.replace(/\s+/g, ' ').trim();
   const rest = text.slice(ins.keyword.length);
-  const shown = `${ins.keyword.toUpperCase()}${rest}`;
+  let shown = `${ins.keyword.toUpperCase()}${rest}`;
+  if (ins.kind === 'RUN' && ins.files.length > 0 && ins.cmdLine.length === 1 && parseHeredocWord(ins.cmdLine[0]!)) {
+    const lines = ins.files[0]!.data.trim().replace(/\r\n/g, '\n').split('\n');
+    shown += ` (${lines[0]}${lines.length > 1 ? '...' : ''})`;
+  }
   return shown.length > 200 ? `${shown.slice(0, 197)}...` : shown;
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { lexers, parseDockerfile, type Instruction } from '../dockerfile/instructions/index.js';
-import { applyArg, applyMetadata, applyWorkdir, copyCreatedBy, runArgs, runCommandString, startStage } from './image-config.js';
+import { applyArg, applyMetadata, applyWorkdir, copyCreatedBy, dockerOCIImage, isSignal, runArgs, runCommandString, startStage } from './image-config.js';
 
 const linux = { os: 'linux', architecture: 'amd64' };
 
@@ -92,5 +92,27 @@ describe('image config as BuildKit writes it', () => {
   it('COPY/ADD history text', () => {
     const [copy] = instructions('COPY --chown=1:2 --chmod=644 a b /dst/\n');
     expect(copyCreatedBy(copy as Extract<Instruction, { kind: 'COPY' }>)).toBe('COPY --chown=1:2 --chmod=644 a b /dst/');
+  });
+
+  it('STOPSIGNAL takes what moby’s ParseSignal takes', () => {
+    for (const ok of ['SIGTERM', 'term', 'KILL', '9', 'SIGRTMIN+3', 'RTMAX-14']) expect(isSignal(ok), ok).toBe(true);
+    for (const bad of ['FOO', '0', 'SIGRTMIN+16', '']) expect(isSignal(bad), bad).toBe(false);
+    expect(() => apply('STOPSIGNAL FOO\n')).toThrow('Invalid signal: FOO');
+  });
+
+  it('a base config keeps only what BuildKit reads from it, empty values dropped', () => {
+    const base = {
+      ...linux,
+      created: '2024-01-01T00:00:00Z',
+      comment: 'Imported from -',
+      container_config: { Hostname: 'x' },
+      config: { Hostname: 'abc', Env: ['A=1'], Cmd: null, OnBuild: [], Labels: {}, User: '' },
+      rootfs: { type: 'layers' as const, diff_ids: [] },
+      history: [{ created_by: 'x' }],
+    };
+    const out = dockerOCIImage(base as Parameters<typeof dockerOCIImage>[0]);
+    expect(out).toEqual({ created: '2024-01-01T00:00:00Z', ...linux, config: { Env: ['A=1'] }, rootfs: { type: 'layers', diff_ids: [] }, history: [{ created_by: 'x' }] });
+    // A stage on it starts without the base's creation time.
+    expect(startStage(base as Parameters<typeof startStage>[0], linux).config.created).toBeUndefined();
   });
 });

@@ -25,10 +25,41 @@ export interface StageImage {
   buildArgs: Array<{ key: string; value: string | undefined }>;
 }
 
+/**
+ * An image config as BuildKit reads and writes it (its DockerOCIImage): the OCI fields plus
+ * Healthcheck, OnBuild and Shell, in Go's field order, and nothing else. Fields other builders add
+ * (`comment`, `container_config`, `docker_version`, `Hostname`, ...) do not carry over into an image
+ * built on theirs; empty values are left out (Go's `omitempty`).
+ */
+export function dockerOCIImage(src: ImageConfig): ImageConfig {
+  const c = (src.config ?? {}) as ContainerConfig;
+  const config: ContainerConfig = {};
+  const keep = <K extends keyof ContainerConfig>(k: K) => {
+    const v = c[k];
+    if (v === undefined || v === null || v === '' || v === false) return;
+    if (Array.isArray(v) && v.length === 0) return;
+    if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) return;
+    config[k] = structuredClone(v);
+  };
+  for (const k of ['User', 'ExposedPorts', 'Env', 'Entrypoint', 'Cmd', 'Volumes', 'WorkingDir', 'Labels', 'StopSignal', 'ArgsEscaped', 'Healthcheck', 'OnBuild', 'Shell'] as const) keep(k);
+  return {
+    ...(src.created ? { created: src.created } : {}),
+    ...(src.author ? { author: src.author } : {}),
+    architecture: src.architecture,
+    os: src.os,
+    ...(src['os.version'] ? { 'os.version': src['os.version'] } : {}),
+    ...(src['os.features']?.length ? { 'os.features': [...src['os.features']] } : {}),
+    ...(src.variant ? { variant: src.variant } : {}),
+    config,
+    rootfs: { type: 'layers', diff_ids: [...(src.rootfs?.diff_ids ?? [])] },
+    ...(src.history ? { history: src.history.map((h) => ({ ...h })) } : {}),
+  };
+}
+
 /** A new stage's image: the base's config (deep-copied), or an empty one for `scratch`. */
 export function startStage(base: ImageConfig | undefined, platform: Platform): StageImage {
   const config: ImageConfig = base
-    ? (structuredClone(base) as ImageConfig)
+    ? dockerOCIImage(base)
     : {
         architecture: platform.architecture,
         os: platform.os,
@@ -37,6 +68,8 @@ export function startStage(base: ImageConfig | undefined, platform: Platform): S
         rootfs: { type: 'layers', diff_ids: [] },
         history: [],
       };
+  // The creation time is the new image's, set when it is written.
+  delete config.created;
   config.config ??= {};
   config.history ??= [];
   config.rootfs ??= { type: 'layers', diff_ids: [] };
@@ -197,6 +230,7 @@ export function applyMetadata(image: StageImage, ins: Instruction, options: { cr
       return true;
     }
     case 'STOPSIGNAL':
+      if (!isSignal(ins.signal)) throw new DockerfileError(`Invalid signal: ${ins.signal}`, options.at);
       c.StopSignal = ins.signal;
       addHistory(image, `STOPSIGNAL ${ins.signal}`, meta);
       return true;
@@ -239,6 +273,22 @@ export function applyMetadata(image: StageImage, ins: Instruction, options: { cr
     default:
       return false;
   }
+}
+
+/** Linux signal names moby's signal.ParseSignal knows (without `SIG`). */
+const SIGNALS = new Set([
+  'ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL', 'PROF', 'PWR', 'QUIT',
+  'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1', 'USR2', 'VTALRM', 'WINCH', 'XCPU', 'XFSZ',
+  'RTMIN', 'RTMAX',
+  ...Array.from({ length: 15 }, (_, i) => `RTMIN+${i + 1}`),
+  ...Array.from({ length: 14 }, (_, i) => `RTMAX-${i + 1}`),
+]);
+
+/** Whether STOPSIGNAL's value is one BuildKit accepts: a non-zero number, or a signal name with or without SIG. */
+export function isSignal(value: string): boolean {
+  if (/^[+-]?\d+$/.test(value)) return Number(value) !== 0;
+  const upper = value.toUpperCase();
+  return SIGNALS.has(upper.startsWith('SIG') ? upper.slice(3) : upper);
 }
 
 /** Records ARG in history and in the stage's build args (values already resolved by the engine). */

@@ -10,6 +10,7 @@ import { MediaType } from '../oci/mediatypes.js';
 import { Annotation, type ImageConfig, type Manifest } from '../oci/types.js';
 import type { Digest } from '../oci/digest.js';
 import type { StageState } from './state.js';
+import { dockerOCIImage } from './image-config.js';
 
 export interface StoredImage {
   image: LayoutImage;
@@ -29,8 +30,7 @@ export interface ImageOptions {
 
 export async function stateImage(store: Store, state: StageState, options: ImageOptions = {}): Promise<StoredImage> {
   const created = options.created ?? new Date().toISOString();
-  const config = structuredClone(state.image.config) as ImageConfig;
-  config.created = created;
+  const config = dockerOCIImage({ ...state.image.config, created });
   config.rootfs = { type: 'layers', diff_ids: state.layers.map((l) => l.diffID) };
   // History entries carry the time they were made; BuildKit stamps those without one at export.
   config.history = (config.history ?? []).map((h) => (h.created ? h : { created, ...h }));

@@ -23,6 +23,8 @@ export interface StageState {
   platform: Platform;
   /** The external image the stage started from, for the base.* annotations. */
   base?: { name: string; digest: Digest };
+  /** An image's ONBUILD triggers, until the stage built on it has taken them. */
+  triggers?: string[];
 }
 
 /** The variable scope an image config starts a stage with. */

@@ -4,7 +4,7 @@
  * miss. Their layers are stored uncompressed; compression waits until an image leaves the store.
  */
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { DockerfileError, KilnError, type SourceLocation } from '../errors.js';
 import type {
   AddInstruction,
@@ -16,7 +16,8 @@ import type {
 import type { Digest } from '../oci/digest.js';
 import { sha256 } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
-import { formatPlatform } from '../oci/platform.js';
+import type { Platform } from '../oci/types.js';
+import { formatPlatform, hostPlatform, platformMatches } from '../oci/platform.js';
 import { writeTarEntries, type TarEntrySpec } from '../oci/layer/index.js';
 import { ImageNotFoundError, type BuildCacheRecord } from '../store/index.js';
 import type { BuildContext } from '../context/index.js';
@@ -24,6 +25,7 @@ import type { ReadOnlyFS } from './fsview/index.js';
 import type { CopyKey, MkdirKey, RunKey } from './cache-key.js';
 import type { BuildEngine } from './engine.js';
 import type { Vertex } from './events.js';
+import { chompHeredocContent, parseHeredocWord } from '../dockerfile/instructions/heredoc.js';
 import { copyCreatedBy, runArgs, runCommandString } from './image-config.js';
 import type { LayerRef, StageState } from './state.js';
 
@@ -45,11 +47,16 @@ interface StepRecord extends BuildCacheRecord {
 
 const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
 
+/** The host name of a RUN step's sandbox, as BuildKit names its own. */
+const RUN_HOSTNAME = 'buildkitsandbox';
+
 export class StepExecutors {
   private contextPromise: Promise<BuildContext> | undefined;
   private readonly lowers = new Map<Digest, Promise<{ lowerdirs: string[]; absolute: string[] }>>();
   private readonly exported = new Map<Digest, Promise<string>>();
   private scratchDirs: string[] = [];
+  private readonly inflight = new Map<Digest, Promise<StepResult>>();
+  private empty: Promise<LayerRef> | undefined;
 
   constructor(private readonly engine: BuildEngine) {}
 
@@ -58,18 +65,18 @@ export class StepExecutors {
   }
 
   /** A base image from the store, else (or with --pull) from its registry. */
-  async baseImage(name: string, vertex: Vertex): Promise<Image> {
+  async baseImage(name: string, vertex: Vertex, platform: Platform): Promise<Image> {
     const store = this.store;
     if (!this.engine.request.pull) {
       try {
-        return await store.resolve(name, { platform: this.engine.platform });
+        return await store.resolve(name, { platform });
       } catch (err) {
         if (!(err instanceof ImageNotFoundError)) throw err;
       }
     }
     const { pullImage } = await import('../registry/index.js');
     const pulled = await pullImage(name, store, {
-      platform: this.engine.platform,
+      platform,
       lease: this.engine.lease,
       onEvent: (e) => {
         if (e.type === 'resolved') vertex.log('stdout', Buffer.from(`resolved ${name} to ${e.digest}\n`));
@@ -130,11 +137,18 @@ export class StepExecutors {
 
   async run(state: StageState, ins: ExpandedRunInstruction, vertex: Vertex, planned: PlannedStage, at: SourceLocation): Promise<StepResult> {
     const engine = this.engine;
-    const args = runCommand(state, ins, at);
+    const { args, script } = runCommand(state, ins, at);
+    const host = hostPlatform();
+    if (!platformMatches(host, state.platform)) {
+      throw new DockerfileError(`cannot run a ${formatPlatform(state.platform)} step on this ${formatPlatform(host)} machine`, at, {
+        hint: 'kiln runs RUN steps natively: build for the host platform, or only COPY from stages of other platforms',
+      });
+    }
     const c = state.image.config.config ?? {};
     const env = state.env.toList();
     const network = ins.network === 'default' ? (engine.request.network ?? 'default') : ins.network;
     const { runMounts, keys: mountKeys } = await this.mounts(ins.mounts, planned, at);
+    const epoch = engine.request.sourceDateEpoch;
     const record: RunKey = {
       kind: 'run',
       parent: state.fsKey,
@@ -146,48 +160,100 @@ export class StepExecutors {
       network,
       security: ins.security,
       mounts: mountKeys,
+      // The script's body is what runs: its content is part of the key, not just its name.
+      ...(script ? { script: { name: script.name, digest: sha256(script.data) } } : {}),
+      ...(epoch !== undefined ? { epoch } : {}),
     };
     const historyText = runCommandString(args, state.image, (k) => state.env.get(k));
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
-    if (hit) return { key, cached: true, empty: hit.empty, historyText, ...(hit.layer ? { layer: hit.layer } : {}) };
+    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
 
-    const { runStep, RunFailedError } = await import('../sandbox/index.js');
-    const lower = await this.lower(state);
-    let result;
-    try {
-      result = await engine.limit(() =>
-        runStep({
-          store: this.store,
-          lower,
-          command: args,
-          env,
-          ...(c.User ? { user: c.User } : {}),
-          cwd: c.WorkingDir || '/',
-          network,
-          mounts: runMounts,
-          secrets: engine.request.secrets ?? {},
-          stdout: (chunk: Buffer) => vertex.log('stdout', chunk),
-          stderr: (chunk: Buffer) => vertex.log('stderr', chunk),
-          ...(engine.request.signal ? { signal: engine.request.signal } : {}),
-          ...(engine.request.limits ? { limits: engine.request.limits } : {}),
-          lease: engine.lease,
-          ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
-          snapshot: true,
-        }),
-      );
-    } catch (err) {
-      if (err instanceof RunFailedError) {
-        // buildx shows the step's last output lines in a block above the error; so do we.
-        const context = ['------', ` > ${vertex.info.name}:`, ...err.tail.map((l) => `   ${l}`), '------'];
-        throw new DockerfileError(err.message, at, { cause: err, context, ...(err.hint ? { hint: err.hint } : {}) });
+    return this.once(key, async () => {
+      const { runStep, RunFailedError } = await import('../sandbox/index.js');
+      const lower = await this.lower(state);
+      if (script) runMounts.push(await this.scriptMount(script));
+      let result;
+      try {
+        result = await engine.limit(() =>
+          runStep({
+            store: this.store,
+            lower,
+            command: args,
+            env,
+            ...(c.User ? { user: c.User } : {}),
+            cwd: c.WorkingDir || '/',
+            // What `hostname` says in a BuildKit RUN step.
+            hostname: RUN_HOSTNAME,
+            network,
+            mounts: runMounts,
+            secrets: engine.request.secrets ?? {},
+            stdout: (chunk: Buffer) => vertex.log('stdout', chunk),
+            stderr: (chunk: Buffer) => vertex.log('stderr', chunk),
+            ...(engine.request.signal ? { signal: engine.request.signal } : {}),
+            ...(engine.request.limits ? { limits: engine.request.limits } : {}),
+            lease: engine.lease,
+            ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
+            snapshot: true,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof RunFailedError) {
+          // buildx shows the step's last output lines in a block above the error; so do we.
+          const context = ['------', ` > ${vertex.info.name}:`, ...err.tail.map((l) => `   ${l}`), '------'];
+          throw new DockerfileError(err.message, at, { cause: err, context, ...(err.hint ? { hint: err.hint } : {}) });
+        }
+        throw err;
       }
-      throw err;
+      for (const w of result.warnings) engine.progress.warn(w, at.line);
+      // A step that changed nothing still has its (empty) layer, as in BuildKit's images.
+      const layer: LayerRef = { desc: result.layer, diffID: result.diffID };
+      await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
+      return { key, cached: false, empty: result.empty, historyText, layer };
+    }, historyText);
+  }
+
+  /**
+   * Runs a step whose key is not cached yet, once per key: a second stage reaching an identical step
+   * while the first still runs it waits for that result (and counts it as cached), as BuildKit
+   * merges identical vertices.
+   */
+  private once(key: Digest, execute: () => Promise<StepResult>, historyText?: string): Promise<StepResult> {
+    const running = this.inflight.get(key);
+    if (running) {
+      return running.then((r) => ({ ...r, cached: true, ...(historyText !== undefined ? { historyText } : {}) }));
     }
-    for (const w of result.warnings) engine.progress.warn(w, at.line);
-    const layer: LayerRef | undefined = result.empty ? undefined : { desc: result.layer, diffID: result.diffID };
-    await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
-    return { key, cached: false, empty: result.empty, historyText, ...(layer ? { layer } : {}) };
+    const p = execute();
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  /** The read-only directory holding a heredoc script, mounted at /dev/pipes. */
+  private async scriptMount(script: RunScript): Promise<{ mount: Mount; hostPath: string }> {
+    const { chmod, writeFile } = await import('node:fs/promises');
+    const { tempName } = await import('../oci/layout/fs.js');
+    const { ownerTag } = await import('../store/owner.js');
+    // Named after this process, so a prune can tell a leftover of a killed build.
+    const dir = join(this.store.tmpDir, tempName(ownerTag(), '.pipes'));
+    await mkdir(dir, { recursive: true });
+    this.scratchDirs.push(dir);
+    const file = join(dir, script.name);
+    await writeFile(file, script.data);
+    // Whatever the umask, the step's user (USER may be anyone) must be able to run it.
+    await chmod(dir, 0o755);
+    await chmod(file, 0o755);
+    const mount: Mount = {
+      type: 'bind',
+      from: '',
+      source: '/',
+      target: PIPES_DIR,
+      readOnly: true,
+      sizeLimit: 0,
+      cacheId: '',
+      cacheSharing: '',
+      required: false,
+    };
+    return { mount, hostPath: dir };
   }
 
   /** RUN --mount: sources resolved to host paths for the sandbox, and their part of the cache key. */
@@ -202,20 +268,22 @@ export class StepExecutors {
       let hostPath: string | undefined;
       const from = (m as { from?: string }).from ?? '';
       if (m.type === 'bind' || (m.type === 'cache' && from)) {
+        // `source` is a path inside the context, stage or image, resolved there (its symlinks
+        // relative to its own root); what it names is what gets mounted.
+        const source = m.source.replace(/^\/+/, '') || '.';
         if (!from || from === 'context') {
           const ctx = await this.context();
-          const source = ((m as { source?: string }).source ?? '/').replace(/^\/+/, '') || '.';
           key.content = await ctx.checksum(source, { followLinks: true, wildcard: false });
-          hostPath = await this.materializeContext(ctx);
+          hostPath = join(await this.materializeContext(ctx), await ctx.resolveInContext(source));
         } else {
           const dep = await this.fromState(from, planned, at);
           key.fromKey = dep.fsKey;
-          hostPath = await this.materializeState(dep);
+          hostPath = await resolveInside(await this.materializeState(dep), source);
         }
       }
       if (m.type === 'secret') {
         // Only the id and where it goes: a secret's value must never reach a key, log or layer.
-        for (const k of Object.keys(key)) if (!['type', 'id', 'target', 'env', 'required', 'mode', 'uid', 'gid'].includes(k)) delete key[k];
+        for (const k of Object.keys(key)) if (!['type', 'cacheId', 'target', 'env', 'required', 'mode', 'uid', 'gid'].includes(k)) delete key[k];
       }
       keys.push(key);
       runMounts.push(hostPath ? { mount: m, hostPath } : { mount: m });
@@ -323,6 +391,7 @@ export class StepExecutors {
       link: ins.link,
       parents: ins.kind === 'COPY' ? ins.parents : false,
       exclude: [...ins.excludePatterns],
+      ...(engine.request.sourceDateEpoch !== undefined ? { epoch: engine.request.sourceDateEpoch } : {}),
       ...(ins.kind === 'ADD'
         ? {
             checksum: ins.checksum,
@@ -332,54 +401,57 @@ export class StepExecutors {
         : {}),
     };
     const historyText = copyCreatedBy(ins);
-    // A download or clone is keyed by what it brings, so it must run before its key is known.
-    if (!remote) {
-      const key = engine.key(record);
-      const hit = await this.cached(key, planned);
-      if (hit) return { key, cached: true, empty: hit.empty, historyText, ...(hit.layer ? { layer: hit.layer } : {}) };
-    }
-    const destination = ins.link ? undefined : await this.view(state, 'image filesystem');
-    const { copyLayer } = await import('./copy/index.js');
-    const layerResult = await engine.limit(async () => {
-      const out = await copyLayer({
-        instruction: ins.kind,
-        ...(source ? { source } : {}),
-        sourceRef,
-        sources: ins.sourcePaths,
-        contents: ins.sourceContents,
-        dest: ins.destPath,
-        workdir,
-        ...(destination ? { destination } : {}),
-        options: {
-          ...(ins.chown ? { chown: ins.chown } : {}),
-          ...(ins.chmod ? { chmod: ins.chmod } : {}),
-          link: ins.link,
-          exclude: ins.excludePatterns,
-          ...(ins.kind === 'COPY' ? { parents: ins.parents } : {}),
-          ...(ins.kind === 'ADD'
-            ? {
-                ...(ins.unpack !== undefined ? { unpack: ins.unpack } : {}),
-                ...(ins.checksum ? { checksum: ins.checksum } : {}),
-                ...(ins.keepGitDir !== undefined ? { keepGitDir: ins.keepGitDir } : {}),
-              }
-            : {}),
-          ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
-        },
-        tempDir: this.store.tmpDir,
-        ...(engine.request.signal ? { signal: engine.request.signal } : {}),
-        onWarning: (w) => engine.progress.warn(w.message, at.line),
+    const execute = async (): Promise<StepResult> => {
+      const destination = ins.link ? undefined : await this.view(state, 'image filesystem');
+      const { copyLayer } = await import('./copy/index.js');
+      const layerResult = await engine.limit(async () => {
+        const out = await copyLayer({
+          instruction: ins.kind,
+          ...(source ? { source } : {}),
+          sourceRef,
+          sources: ins.sourcePaths,
+          contents: ins.sourceContents,
+          dest: ins.destPath,
+          workdir,
+          ...(destination ? { destination } : {}),
+          options: {
+            ...(ins.chown ? { chown: ins.chown } : {}),
+            ...(ins.chmod ? { chmod: ins.chmod } : {}),
+            link: ins.link,
+            exclude: ins.excludePatterns,
+            ...(ins.kind === 'COPY' ? { parents: ins.parents } : {}),
+            ...(ins.kind === 'ADD'
+              ? {
+                  ...(ins.unpack !== undefined ? { unpack: ins.unpack } : {}),
+                  ...(ins.checksum ? { checksum: ins.checksum } : {}),
+                  ...(ins.keepGitDir !== undefined ? { keepGitDir: ins.keepGitDir } : {}),
+                }
+              : {}),
+            ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
+          },
+          tempDir: this.store.tmpDir,
+          ...(engine.request.signal ? { signal: engine.request.signal } : {}),
+          onWarning: (w) => engine.progress.warn(w.message, at.line),
+        });
+        const empty = out.plan.entries.length === 0;
+        const written = await this.store.writeBlob(out.stream, { lease: engine.lease });
+        return { empty, written };
       });
-      const empty = out.plan.entries.length === 0;
-      const written = await this.store.writeBlob(out.stream, { lease: engine.lease });
-      return { empty, written };
-    });
-    const layer: LayerRef | undefined = layerResult.empty
-      ? undefined
-      : { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size }, diffID: layerResult.written.digest };
-    if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
+      const layer: LayerRef = {
+        desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size },
+        diffID: layerResult.written.digest,
+      };
+      if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
+      const key = engine.key(record);
+      await this.remember(key, record, historyText, layer, layerResult.empty);
+      return { key, cached: false, empty: layerResult.empty, historyText, layer };
+    };
+    // A download or clone is keyed by what it brings, so it must run before its key is known.
+    if (remote) return execute();
     const key = engine.key(record);
-    await this.remember(key, record, historyText, layer, layerResult.empty);
-    return { key, cached: false, empty: layerResult.empty, historyText, ...(layer ? { layer } : {}) };
+    const hit = await this.cached(key, planned);
+    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
+    return this.once(key, execute, historyText);
   }
 
   /** The content checksum of one COPY source in the context, as a one-line error when it is missing. */
@@ -403,10 +475,15 @@ export class StepExecutors {
 
   async mkdir(state: StageState, dir: string, planned: PlannedStage): Promise<StepResult> {
     const user = state.image.config.config?.User ?? '';
-    const record: MkdirKey = { kind: 'mkdir', parent: state.fsKey, platform: formatPlatform(state.platform), path: dir, user };
+    const epoch = this.engine.request.sourceDateEpoch;
+    const record: MkdirKey = { kind: 'mkdir', parent: state.fsKey, platform: formatPlatform(state.platform), path: dir, user, ...(epoch !== undefined ? { epoch } : {}) };
     const key = this.engine.key(record);
     const hit = await this.cached(key, planned);
-    if (hit) return { key, cached: true, empty: hit.empty, ...(hit.layer ? { layer: hit.layer } : {}) };
+    if (hit) return { key, cached: true, empty: hit.empty, layer: hit.layer ?? (await this.emptyLayer()) };
+    return this.once(key, () => this.makeDir(state, dir, user, record, key));
+  }
+
+  private async makeDir(state: StageState, dir: string, user: string, record: MkdirKey, key: Digest): Promise<StepResult> {
     const view = await this.view(state, 'image filesystem');
     const entries: TarEntrySpec[] = [];
     let owner = { uid: 0, gid: 0 };
@@ -416,8 +493,7 @@ export class StepExecutors {
       owner = { uid: u.uid, gid: u.gid };
     }
     const real = view ? await view.resolve(dir, { followFinal: true }) : dir;
-    const epoch = this.engine.request.sourceDateEpoch;
-    const mtime = epoch ?? Math.floor(Date.now() / 1000);
+    const mtime = record.epoch ?? Math.floor(Date.now() / 1000);
     let prefix = '';
     for (const part of real.split('/').filter(Boolean)) {
       prefix += `/${part}`;
@@ -428,8 +504,10 @@ export class StepExecutors {
       if (!e) entries.push({ path: prefix, type: 'directory', mode: 0o755, uid: owner.uid, gid: owner.gid, mtime });
     }
     if (entries.length === 0) {
-      await this.remember(key, record, `WORKDIR ${dir}`, undefined, true);
-      return { key, cached: false, empty: true };
+      // The directory is there already: the step's layer is empty, as BuildKit's mkdir gives.
+      const layer = await this.emptyLayer();
+      await this.remember(key, record, `WORKDIR ${dir}`, layer, true);
+      return { key, cached: false, empty: true, layer };
     }
     const written = await this.store.writeBlob(writeTarEntries(entries), { lease: this.engine.lease });
     const layer: LayerRef = { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: written.digest, size: written.size }, diffID: written.digest };
@@ -437,30 +515,83 @@ export class StepExecutors {
     return { key, cached: false, empty: false, layer };
   }
 
+  /** The layer of a step that changed nothing: an empty tar (what BuildKit's diff of no change is). */
+  emptyLayer(): Promise<LayerRef> {
+    this.empty ??= this.store.writeBlob(writeTarEntries([]), { lease: this.engine.lease }).then((w) => ({
+      desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: w.digest, size: w.size },
+      diffID: w.digest,
+    }));
+    return this.empty;
+  }
+
   async dispose(): Promise<void> {
     for (const d of this.scratchDirs.splice(0)) await rm(d, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
+/** A heredoc script BuildKit mounts at /dev/pipes/<name> and runs through the shell. */
+export interface RunScript {
+  name: string;
+  data: string;
+}
+
+/** Where a heredoc with a `#!` line is mounted, as in BuildKit. */
+const PIPES_DIR = '/dev/pipes';
+
 /**
- * The argv of a RUN. A RUN whose whole command is one heredoc runs the heredoc's body as the shell
- * script (or, with a `#!` line, as that interpreter's script), as BuildKit does.
+ * The argv of a RUN, as BuildKit's dispatchRun builds it. A RUN whose whole command is one heredoc
+ * runs the heredoc's body as the shell script; with a `#!` line the body becomes an executable file
+ * at /dev/pipes/<name> that the shell runs (so the interpreter comes from the script itself). A
+ * heredoc inside a longer command is put back together and handed to the shell, which reads it.
  */
-function runCommand(state: StageState, ins: ExpandedRunInstruction, at: SourceLocation): string[] {
+export function runCommand(state: StageState, ins: ExpandedRunInstruction, at: SourceLocation): { args: string[]; script?: RunScript } {
+  let cmdLine = ins.cmdLine;
+  let script: RunScript | undefined;
   if (ins.files.length > 0) {
-    const only = ins.files.length === 1 ? ins.files[0]! : undefined;
-    const text = ins.cmdLine.join(' ').trim();
-    if (only && ins.prependShell && /^<<-?["']?\w+["']?$/.test(text)) {
-      const body = only.chomp ? only.data.replace(/^\t+/gm, '') : only.data;
-      if (body.startsWith('#!')) {
-        const interpreter = body.slice(2, body.indexOf('\n') < 0 ? undefined : body.indexOf('\n')).trim().split(/\s+/);
-        return [...interpreter, '-c', body];
-      }
-      return runArgs(state.image, [body], true);
+    if (cmdLine.length !== 1 || !ins.prependShell) {
+      throw new DockerfileError(`parsing produced an invalid run command: [${cmdLine.join(' ')}]`, at);
     }
-    throw new DockerfileError('RUN with heredocs is only supported when the heredoc is the whole command', at, {
-      hint: 'write `RUN <<EOF` followed by the script, or put the files in the build context',
-    });
+    const whole = parseHeredocWord(cmdLine[0]!);
+    if (whole) {
+      const first = ins.files[0]!;
+      const data = first.chomp ? chompHeredocContent(first.data) : first.data;
+      if (state.image.config.os !== 'windows' && data.startsWith('#!')) {
+        script = { name: first.name, data };
+        cmdLine = [posix.join(PIPES_DIR, first.name)];
+      } else {
+        cmdLine = [data];
+      }
+    } else {
+      cmdLine = [cmdLine[0]! + ins.files.map((f) => `\n${f.data}${f.name}`).join('')];
+    }
   }
-  return runArgs(state.image, ins.cmdLine, ins.prependShell);
+  return { args: runArgs(state.image, cmdLine, ins.prependShell), ...(script ? { script } : {}) };
+}
+
+/**
+ * `path` inside the host directory `root`, with symlinks resolved as if `root` were `/` (a link
+ * can never lead out of it); missing elements are taken as they are.
+ */
+async function resolveInside(root: string, path: string): Promise<string> {
+  const { lstat, readlink } = await import('node:fs/promises');
+  const done: string[] = [];
+  const todo = path.split('/').reverse();
+  let links = 0;
+  while (todo.length > 0) {
+    const el = todo.pop()!;
+    if (el === '' || el === '.') continue;
+    if (el === '..') {
+      done.pop();
+      continue;
+    }
+    done.push(el);
+    const st = await lstat(join(root, ...done)).catch(() => undefined);
+    if (!st?.isSymbolicLink()) continue;
+    if (++links > 255) throw new KilnError('SYMLINK_LOOP', `too many levels of symbolic links resolving ${path}`);
+    const target = await readlink(join(root, ...done));
+    done.pop();
+    if (target.startsWith('/')) done.length = 0;
+    todo.push(...target.split('/').reverse());
+  }
+  return join(root, ...done);
 }

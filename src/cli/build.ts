@@ -1,6 +1,6 @@
 /** `kiln build`: reads the Dockerfile, runs the engine, writes the outputs, reports like buildx. */
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { UsageError } from '../errors.js';
@@ -119,7 +119,7 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
     ...(options.target ? { target: options.target } : {}),
     ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
     noCache: options.cache === false || Boolean(options.noCache),
-    noCacheFilter: options.noCacheFilter,
+    noCacheFilter: options.cacheFilter ?? [],
     pull: Boolean(options.pull),
     secrets: parseSecrets(options.secret),
     ...(network ? { network: network as 'default' | 'none' | 'host' } : {}),
@@ -136,16 +136,18 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
     const created = epoch !== undefined ? new Date(epoch * 1000).toISOString().replace('.000Z', 'Z') : undefined;
     const exportVertex = progress.start('exporting to image');
     const stored = await stateImage(store, outcome.state, { lease: engine.lease, labels: options.label, ...(created ? { created } : {}) });
-    const pushed = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)));
+    const written = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)));
     exportVertex.done();
     const imageID = stored.configDigest;
     if (options.iidfile) await writeFile(options.iidfile, imageID);
     if (options.metadataFile) {
       const names = [...new Set(outputs.flatMap((o) => ('names' in o ? o.names : [])))];
+      // The manifest the user got: the pushed or exported one (layers compressed), else the store's.
+      const manifest = written.pushed ?? written.exported ?? { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: stored.digest, size: stored.size };
       const meta: Record<string, unknown> = {
         'containerimage.config.digest': stored.configDigest,
-        'containerimage.digest': pushed ?? stored.digest,
-        'containerimage.descriptor': { mediaType: stored.image ? 'application/vnd.oci.image.manifest.v1+json' : '', digest: stored.digest, size: stored.size },
+        'containerimage.digest': manifest.digest,
+        'containerimage.descriptor': manifest,
         ...(names.length ? { 'image.name': names.join(',') } : {}),
       };
       await writeFile(options.metadataFile, `${JSON.stringify(meta, null, 2)}\n`);
@@ -160,21 +162,28 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
   }
 }
 
-/** Writes every requested output; returns the pushed manifest digest when something was pushed. */
+interface ManifestDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** Writes every requested output; answers the manifests it pushed or exported, when it did. */
 async function writeOutputs(
   store: Store,
   image: Awaited<ReturnType<typeof stateImage>>['image'],
   outputs: OutputSpec[],
   options: BuildCommandOptions,
   log: (line: string) => void,
-): Promise<string | undefined> {
-  let pushed: string | undefined;
+): Promise<{ pushed?: ManifestDescriptor; exported?: ManifestDescriptor }> {
+  let pushed: ManifestDescriptor | undefined;
+  let exported: ManifestDescriptor | undefined;
   const push = async (names: string[]): Promise<void> => {
     const { pushImage } = await import('../registry/index.js');
     for (const name of names) {
       const r = await pushImage(image, name, { store, insecureRegistries: options.insecureRegistry });
       log(`pushed ${name}: digest: ${r.digest}`);
-      pushed = r.digest;
+      pushed = { mediaType: r.mediaType, digest: r.digest, size: r.size };
     }
   };
   for (const out of outputs) {
@@ -194,6 +203,7 @@ async function writeOutputs(
         if (!out.tar) await formats.writeOciLayoutDir(named, resolve(out.dest));
         else await writeAtomically(out.dest, (s) => formats.writeOciArchive(named, s as NodeJS.WritableStream & import('node:stream').Writable));
         log(`exported OCI ${out.tar ? 'archive' : 'layout'} to ${out.dest}`);
+        if (out.dest !== '-') exported ??= await exportedManifest(resolve(out.dest), out.tar, out.names);
         break;
       }
       case 'docker': {
@@ -220,6 +230,40 @@ async function writeOutputs(
       }
     }
   }
-  return pushed;
+  return { ...(pushed ? { pushed } : {}), ...(exported ? { exported } : {}) };
+}
+
+/**
+ * The index.json entry an OCI export wrote for the image (its layers are compressed there, so its
+ * manifest is not the store's): the one under the first name, else the last one.
+ */
+async function exportedManifest(dest: string, tar: boolean, names: string[]): Promise<ManifestDescriptor | undefined> {
+  let raw: string | undefined;
+  if (!tar) raw = await readFile(resolve(dest, 'index.json'), 'utf8');
+  else {
+    const { extract } = await import('tar-stream');
+    const ex = extract();
+    const done = new Promise<void>((resolveDone, reject) => {
+      ex.on('entry', (h, body, next) => {
+        const chunks: Buffer[] = [];
+        body.on('data', (c: unknown) => {
+          if (h.name.replace(/^\.\//, '') === 'index.json') chunks.push(c as Buffer);
+        });
+        body.on('end', () => {
+          if (chunks.length) raw = Buffer.concat(chunks).toString('utf8');
+          next();
+        });
+      });
+      ex.on('finish', resolveDone);
+      ex.on('error', reject);
+    });
+    createReadStream(dest).on('error', (e) => ex.destroy(e)).pipe(ex);
+    await done;
+  }
+  if (raw === undefined) return undefined;
+  const manifests = (JSON.parse(raw) as { manifests?: Array<ManifestDescriptor & { annotations?: Record<string, string> }> }).manifests ?? [];
+  const first = names[0] ? normalizeName(names[0]) : undefined;
+  const entry = manifests.find((m) => first && m.annotations?.['io.containerd.image.name'] === first) ?? manifests[manifests.length - 1];
+  return entry ? { mediaType: entry.mediaType, digest: entry.digest, size: entry.size } : undefined;
 }
 

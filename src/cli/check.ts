@@ -2,7 +2,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputFileError } from '../errors.js';
-import { checkDockerfile } from '../dockerfile/checks/index.js';
 import type { CheckOptions } from './commands/check.js';
 
 export interface DockerfileSource {
@@ -35,6 +34,8 @@ export async function readDockerfile(context: string, file: string | undefined):
 /** Runs the checks and prints one line per warning; returns the exit status. */
 export async function runCheck(context: string, options: CheckOptions): Promise<number> {
   const source = await readDockerfile(context, options.file);
+  // Loaded here, not at the top: `kiln build` reads the Dockerfile through this module too.
+  const { checkDockerfile } = await import('../dockerfile/checks/index.js');
   const report = checkDockerfile(source.text, {
     file: source.name,
     buildArgs: options.buildArg,

@@ -113,6 +113,30 @@ export function selectManifest(manifests: readonly Descriptor[], wanted: Platfor
   return exact ?? candidates[0];
 }
 
+/** Index entries that are not runnable images: BuildKit's attestation manifests (platform unknown/unknown). */
+export function isAttestation(d: Descriptor): boolean {
+  return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || d.platform?.os === 'unknown';
+}
+
+/**
+ * The entry of an index to take for `wanted`, attestations aside: the one for that platform, else
+ * the only entry when it names no platform at all.
+ */
+export function chooseIndexEntry(manifests: readonly Descriptor[], wanted: Platform): Descriptor | undefined {
+  const candidates = manifests.filter((d) => !isAttestation(d));
+  return selectManifest(candidates, wanted) ?? (candidates.length === 1 && !candidates[0]!.platform ? candidates[0] : undefined);
+}
+
+/** The platforms an index offers (attestations aside), for the message when none fits. */
+export function offeredPlatforms(manifests: readonly Descriptor[]): string {
+  return (
+    manifests
+      .filter((d) => !isAttestation(d))
+      .map((d) => (d.platform ? formatPlatform(d.platform) : '?'))
+      .join(', ') || 'nothing'
+  );
+}
+
 /** The build-time platform args BuildKit predefines, in its order. */
 export function platformArgs(build: Platform, target: Platform): Array<[string, string]> {
   return [

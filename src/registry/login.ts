@@ -7,6 +7,7 @@
 import { eraseCredentials, keyHost, storeCredentials, type Credential, type CredentialOptions, type SavedCredentials } from './auth/credentials.js';
 import { HttpTransport } from './transport/http.js';
 import { RegistryClient, type RegistryOptions } from './client.js';
+import { AuthError } from './errors.js';
 import { DEFAULT_DOMAIN } from '../oci/reference.js';
 
 /** `https://index.docker.io/v1/`, `http://host:5000/`, `host:5000` → the registry host kiln uses. */
@@ -38,6 +39,16 @@ export async function login(server: string | undefined, username: string, passwo
     }
     const res = await client.request({ method: 'GET', path: '/v2/', scopes: [], expect: [200] });
     res.body.resume();
+  } catch (err) {
+    // Refused credentials usually come with the hint to log in, which is what just failed here.
+    if (err instanceof AuthError) {
+      throw new AuthError(
+        'the username or password was not accepted',
+        { registry: err.registry, endpoint: err.endpoint, status: err.status, errors: err.errors },
+        { hint: `nothing was saved; check the username and password for ${registry}`, cause: err },
+      );
+    }
+    throw err;
   } finally {
     await transport.close();
   }

@@ -31,8 +31,22 @@ import { headManifest, putManifest } from './manifest.js';
 import { RemoteLayer, referenceOf } from './remote.js';
 import { repositoryScope } from './auth/authenticator.js';
 
+/**
+ * Progress of a push. A layer's events carry its `diffID`, the same in all of them, which is how
+ * docker names layers in push output. `preparing` comes for every layer before any is compressed
+ * (a large layer can take a while), so its `digest` and `size` are the layer's as stored; the later
+ * events name the blob as pushed.
+ */
 export type PushEvent =
-  | { type: 'blob'; digest: Digest; kind: 'layer' | 'config'; status: 'preparing' | 'pushing' | 'pushed' | 'exists' | 'mounted'; size: number; from?: string }
+  | {
+      type: 'blob';
+      digest: Digest;
+      kind: 'layer' | 'config';
+      status: 'preparing' | 'pushing' | 'pushed' | 'exists' | 'mounted';
+      size: number;
+      from?: string;
+      diffID?: Digest;
+    }
   | { type: 'manifest'; digest: Digest; size: number; mediaType: string; reference: string; skipped: boolean };
 
 export interface PushOptions extends RegistryOptions, Omit<UploadOptions, 'mountFrom'> {
@@ -190,11 +204,12 @@ async function blobSource(ctx: PushContext, desc: Descriptor, open: () => Promis
   return { digest: desc.digest, size: desc.size, open: async (offset) => skipBytes(await open(), offset) };
 }
 
-async function pushBlob(ctx: PushContext, kind: 'layer' | 'config', source: UploadSource, mountFrom: string[]): Promise<void> {
+async function pushBlob(ctx: PushContext, kind: 'layer' | 'config', source: UploadSource, mountFrom: string[], diffID?: Digest): Promise<void> {
   let running = ctx.uploads.get(source.digest);
   if (!running) {
+    const named = diffID ? { diffID } : {};
     running = ctx.limit(async () => {
-      ctx.emit({ type: 'blob', digest: source.digest, kind, status: 'pushing', size: source.size });
+      ctx.emit({ type: 'blob', digest: source.digest, kind, status: 'pushing', size: source.size, ...named });
       const upload: UploadOptions = { mountFrom };
       if (ctx.opts.monolithicMax !== undefined) upload.monolithicMax = ctx.opts.monolithicMax;
       if (ctx.opts.chunkSize !== undefined) upload.chunkSize = ctx.opts.chunkSize;
@@ -209,6 +224,7 @@ async function pushBlob(ctx: PushContext, kind: 'layer' | 'config', source: Uplo
         status: outcome.kind === 'exists' ? 'exists' : outcome.kind === 'mounted' ? 'mounted' : 'pushed',
         size: source.size,
         ...(outcome.kind === 'mounted' ? { from: outcome.from } : {}),
+        ...named,
       });
       ctx.record?.add(source.digest, ctx.client.registry, ctx.repository);
       return outcome;
@@ -227,17 +243,18 @@ async function pushImageDoc(ctx: PushContext, image: Image, target: string): Pro
   }
   const mediaType = await image.mediaType();
   const docker = mediaType === MediaType.dockerManifest;
+  const diffIDs = await Promise.all(layers.map((layer) => layer.diffID()));
+  // Said before compressing: gzipping a large stored layer is most of a first push's time.
+  const announced = new Set<Digest>();
+  diffIDs.forEach((diffID, i) => {
+    if (announced.has(diffID)) return;
+    announced.add(diffID);
+    const desc = manifest.layers[i]!;
+    ctx.emit({ type: 'blob', digest: desc.digest, kind: 'layer', status: 'preparing', size: desc.size, diffID });
+  });
   // Compression runs under the same limit as uploads, so a large image does not compress everything at once.
-  const prepared = await Promise.all(
-    layers.map((layer, i) =>
-      ctx.limit(async () => {
-        const p = await layerSource(ctx, layer, manifest.layers[i]!, docker);
-        ctx.emit({ type: 'blob', digest: p.desc.digest, kind: 'layer', status: 'preparing', size: p.desc.size });
-        return p;
-      }),
-    ),
-  );
-  await Promise.all(prepared.map((p) => pushBlob(ctx, 'layer', p.source, p.mountFrom)));
+  const prepared = await Promise.all(layers.map((layer, i) => ctx.limit(() => layerSource(ctx, layer, manifest.layers[i]!, docker))));
+  await Promise.all(prepared.map((p, i) => pushBlob(ctx, 'layer', p.source, p.mountFrom, diffIDs[i])));
   const rawConfig = await image.rawConfigFile();
   const configSource = await blobSource(ctx, manifest.config, async () => Readable.from([rawConfig]));
   const configFrom = ctx.record?.repositories(manifest.config.digest, ctx.client.registry).filter((r) => r !== ctx.repository) ?? [];

@@ -4,16 +4,16 @@
  * verified stream from the registry. Used to read an image without storing it (cache import, copy
  * between registries) and by pull, which stores what these values yield.
  */
-import type { Readable, Transform } from 'node:stream';
-import * as zlib from 'node:zlib';
+import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
-import type { Image, ImageIndex, Layer } from '../oci/image.js';
+import type { Image, ImageIndex } from '../oci/image.js';
 import { UnsupportedCompressionError } from '../oci/layout/errors.js';
 import { chain, readAll } from '../oci/layout/verify.js';
+import { DescriptorLayer, ManifestImage, layerDecoder, type ManifestProblem } from '../oci/manifest-image.js';
 import { isIndexMediaType, layerCompression } from '../oci/mediatypes.js';
-import { formatPlatform, hostPlatform, selectManifest } from '../oci/platform.js';
+import { chooseIndexEntry, formatPlatform, hostPlatform, offeredPlatforms } from '../oci/platform.js';
 import { normalizeReference, type Reference } from '../oci/reference.js';
-import type { Descriptor, ImageConfig, Index, Manifest, Platform } from '../oci/types.js';
+import type { Descriptor, Index, Manifest, Platform } from '../oci/types.js';
 import { RegistryVerifier, downloadBlob } from './blobs.js';
 import type { RegistryClient } from './client.js';
 import { ManifestInvalidError, NotFoundError } from './errors.js';
@@ -22,39 +22,16 @@ import { fetchManifest, refLabel, type FetchedManifest } from './manifest.js';
 /** Configs are small documents; anything past this is not one. */
 const MAX_CONFIG_SIZE = 64 * 1024 * 1024;
 
-function once<T>(fn: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => {
-    if (!p) {
-      p = fn();
-      p.catch(() => {
-        p = undefined;
-      });
-    }
-    return p;
-  };
-}
-
-export class RemoteLayer implements Layer {
+export class RemoteLayer extends DescriptorLayer {
   constructor(
     readonly client: RegistryClient,
     readonly repository: string,
-    readonly descriptor: Descriptor,
-    private readonly diff: Digest,
-  ) {}
+    descriptor: Descriptor,
+    diff: Digest,
+  ) {
+    super(descriptor, diff);
+  }
 
-  async digest(): Promise<Digest> {
-    return this.descriptor.digest;
-  }
-  async diffID(): Promise<Digest> {
-    return this.diff;
-  }
-  async size(): Promise<number> {
-    return this.descriptor.size;
-  }
-  async mediaType(): Promise<string> {
-    return this.descriptor.mediaType;
-  }
   async compressed(): Promise<Readable> {
     return downloadBlob(this.client, this.repository, this.descriptor);
   }
@@ -63,27 +40,20 @@ export class RemoteLayer implements Layer {
     if (compression === undefined) throw new UnsupportedCompressionError(this.descriptor.mediaType);
     const blob = await this.compressed();
     if (compression === 'none') return blob;
-    let decoder: Transform;
-    if (compression === 'gzip') decoder = zlib.createGunzip();
-    else {
-      const make = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-      if (!make) {
-        blob.destroy();
-        throw new UnsupportedCompressionError(this.descriptor.mediaType);
-      }
-      decoder = make();
-    }
+    const decoder = layerDecoder(compression, this.descriptor.mediaType, blob);
     const where = () => ({ registry: this.client.registry, endpoint: `uncompressed layer ${this.descriptor.digest} of ${this.repository}` });
     return chain(blob, decoder, new RegistryVerifier({ digest: this.diff }, where));
   }
 }
 
-export class RemoteImage implements Image {
+export class RemoteImage extends ManifestImage {
   constructor(
     readonly client: RegistryClient,
     readonly repository: string,
     readonly fetched: FetchedManifest & { doc: { kind: 'manifest' } },
-  ) {}
+  ) {
+    super();
+  }
 
   async mediaType(): Promise<string> {
     return this.fetched.mediaType;
@@ -91,49 +61,39 @@ export class RemoteImage implements Image {
   async digest(): Promise<Digest> {
     return this.fetched.digest;
   }
-  async manifest(): Promise<Manifest> {
-    return this.fetched.doc.manifest;
-  }
-  async rawManifest(): Promise<Buffer> {
+
+  // The manifest came verified and parsed with the fetch that found this image.
+  protected async loadManifest(): Promise<Buffer> {
     return this.fetched.raw;
   }
-  async configName(): Promise<Digest> {
-    return this.fetched.doc.manifest.config.digest;
+  protected override parseManifest(): Manifest {
+    return this.fetched.doc.manifest;
   }
 
-  readonly rawConfigFile = once(async () => {
-    const desc = this.fetched.doc.manifest.config;
+  protected async loadBlob(desc: Descriptor): Promise<Buffer> {
     if (desc.size > MAX_CONFIG_SIZE) {
       throw new ManifestInvalidError(`the config of ${refLabel(this.repository, this.fetched.digest)} claims ${desc.size} bytes`, { registry: this.client.registry });
     }
     return readAll(downloadBlob(this.client, this.repository, desc));
-  });
-
-  readonly configFile = once(async () => {
-    const raw = await this.rawConfigFile();
+  }
+  protected makeLayer(desc: Descriptor, diffID: Digest): RemoteLayer {
+    return new RemoteLayer(this.client, this.repository, desc, diffID);
+  }
+  protected invalid(problem: ManifestProblem): Error {
+    const label = refLabel(this.repository, this.fetched.digest);
     const ctx = { registry: this.client.registry, endpoint: `config ${this.fetched.doc.manifest.config.digest}` };
-    let c: ImageConfig;
-    try {
-      c = JSON.parse(raw.toString('utf8')) as ImageConfig;
-    } catch {
-      throw new ManifestInvalidError(`the config of ${refLabel(this.repository, this.fetched.digest)} is not JSON`, ctx);
+    switch (problem.kind) {
+      case 'config-not-json':
+        return new ManifestInvalidError(`the config of ${label} is not JSON`, ctx);
+      case 'no-diff-ids':
+        return new ManifestInvalidError(`the config of ${label} has no rootfs.diff_ids: not a container image`, ctx);
+      case 'layer-count':
+        return new ManifestInvalidError(`${label} lists ${problem.layers} layers but its config has ${problem.diffIDs} diff_ids`, { registry: this.client.registry });
+      case 'manifest-not-json':
+      case 'not-a-manifest':
+        // the fetch that found this image checked its manifest; nothing parses it again.
+        return new ManifestInvalidError(`${label} is not an image manifest`, { registry: this.client.registry });
     }
-    if (!c || typeof c !== 'object' || !c.rootfs || !Array.isArray(c.rootfs.diff_ids)) {
-      throw new ManifestInvalidError(`the config of ${refLabel(this.repository, this.fetched.digest)} has no rootfs.diff_ids: not a container image`, ctx);
-    }
-    return c;
-  });
-
-  async layers(): Promise<Layer[]> {
-    const m = this.fetched.doc.manifest;
-    const diffIDs = (await this.configFile()).rootfs.diff_ids;
-    if (diffIDs.length !== m.layers.length) {
-      throw new ManifestInvalidError(
-        `${refLabel(this.repository, this.fetched.digest)} lists ${m.layers.length} layers but its config has ${diffIDs.length} diff_ids`,
-        { registry: this.client.registry },
-      );
-    }
-    return m.layers.map((d, i) => new RemoteLayer(this.client, this.repository, d, diffIDs[i]!));
   }
 }
 
@@ -175,11 +135,6 @@ export async function fetchRemote(client: RegistryClient, repository: string, re
   return new RemoteImage(client, repository, fetched as FetchedManifest & { doc: { kind: 'manifest' } });
 }
 
-/** Index entries that are not runnable images (BuildKit's attestations). */
-function isAttestation(d: Descriptor): boolean {
-  return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || d.platform?.os === 'unknown';
-}
-
 /**
  * The image for `platform` (default: this host) behind a tag or digest, following indexes. Answers
  * the chain of indexes walked too, so a caller can report the digest the reference resolved to.
@@ -195,13 +150,11 @@ export async function resolveRemoteImage(
   while (node instanceof RemoteIndex) {
     indexes.push(node);
     if (indexes.length > 4) throw new ManifestInvalidError('indexes nested more than 4 deep', { registry: client.registry });
-    const entries = node.fetched.doc.index.manifests.filter((d) => !isAttestation(d));
-    const untyped = entries.length === 1 && !entries[0]!.platform ? entries[0] : undefined;
-    const chosen = selectManifest(entries, platform) ?? untyped;
+    const manifests = node.fetched.doc.index.manifests;
+    const chosen = chooseIndexEntry(manifests, platform);
     if (!chosen) {
-      const offered = entries.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ') || 'nothing';
       throw new NotFoundError(`no image for ${formatPlatform(platform)} in ${refLabel(repository, reference)}`, { registry: client.registry }, {
-        hint: `the index offers: ${offered}; choose one with --platform`,
+        hint: `the index offers: ${offeredPlatforms(manifests)}; choose one with --platform`,
       });
     }
     node = await fetchRemote(client, repository, chosen.digest);

@@ -1,5 +1,6 @@
 /** Typed failures of the sandbox: each one is a single line the CLI can print, with a fix where one exists. */
 import { KilnError, type KilnErrorOptions } from '../errors.js';
+import { goQuote } from '../dockerfile/parser/gostr.js';
 
 /** The host cannot give kiln what a sandbox needs (namespaces, overlay, a tool), or setting one up failed. */
 export class SandboxError extends KilnError {
@@ -43,7 +44,8 @@ export class RunFailedError extends KilnError {
     options: KilnErrorOptions = {},
   ) {
     const how = signal ? `${signal === 'SIGKILL' ? 'killed' : 'terminated by ' + signal}, exit code: ${status}` : `exit code: ${status}`;
-    super('RUN_FAILED', `process "${displayCommand(command)}" did not complete successfully: ${how}`, options);
+    // Go's %q, as BuildKit words it: quotes and newlines in the command are escaped.
+    super('RUN_FAILED', `process ${goQuote(displayCommand(command))} did not complete successfully: ${how}`, options);
   }
 
   /** The message followed by the last output lines, for renderers that show more than one line. */
@@ -55,7 +57,7 @@ export class RunFailedError extends KilnError {
 /** The step was cancelled (Ctrl-C, SIGTERM, an AbortSignal); every sandbox process is gone when this is thrown. */
 export class RunAbortedError extends KilnError {
   constructor(readonly command: string[], options: KilnErrorOptions = {}) {
-    super('ABORTED', `process "${displayCommand(command)}" was cancelled`, { exitCode: 130, ...options });
+    super('ABORTED', `process ${goQuote(displayCommand(command))} was cancelled`, { exitCode: 130, ...options });
   }
 }
 

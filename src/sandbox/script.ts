@@ -70,15 +70,18 @@ if [ -n "$lim" ]; then
 fi
 cd "$wd" 2>&3 || fail "cannot enter the working directory $wd"
 unset PATH OLDPWD PWD IFS
+# The script's own variables go before the step's environment arrives, so that a variable of the
+# step with the same name (ARG name, ENV run) is not lost with them.
+kiln_count=$n
+unset n run mnt hn hnprog ip pivot cg lim l wd um v f
 while [ $# -gt 0 ] && [ "$1" != -- ]; do export "$1" || fail "cannot set $1"; shift; done
 shift
-i=0
-while [ $i -lt $n ]; do
-  eval "name=\\$kiln_n$i value=\\$kiln_v$i; unset kiln_n$i kiln_v$i"
-  export "$name=$value"
-  i=$((i + 1))
+kiln_i=0
+while [ "$kiln_i" -lt "$kiln_count" ]; do
+  eval "export \\"\\$kiln_n$kiln_i=\\$kiln_v$kiln_i\\"; unset kiln_n$kiln_i kiln_v$kiln_i"
+  kiln_i=$((kiln_i + 1))
 done
-unset name value i n run mnt hn hnprog ip pivot cg lim l wd um v
+unset kiln_i kiln_count
 echo ok >&3
 exec 3>&-
 exec "$@"

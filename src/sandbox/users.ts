@@ -2,14 +2,15 @@
  * `USER` resolution against the image's own /etc/passwd and /etc/group, with runc's rules (which
  * Docker and BuildKit inherit): `name`, `uid`, `name:group`, `uid:gid`; a numeric user without a
  * passwd entry runs with gid 0 and HOME=/; supplementary groups are the groups listing the user as
- * a member, and only when no group was given explicitly.
+ * a member, and only when no group was given explicitly. The primary group always leads the
+ * supplementary list, as containerd and BuildKit set it up (`id` shows `groups=10(wheel),1000(u)`).
  */
 import { RunUserError } from './errors.js';
 
 export interface ExecUser {
   uid: number;
   gid: number;
-  /** Supplementary groups (not including `gid` unless a group lists the user). */
+  /** Supplementary groups: `gid` first, then the groups listing the user (when no group was given). */
   groups: number[];
   home: string;
   name?: string;
@@ -109,5 +110,6 @@ export function resolveUser(spec: string | undefined, passwd: string | undefined
   } else if (matchedName !== undefined) {
     user.groups = groups.filter((g) => g.members.includes(matchedName!)).map((g) => g.gid);
   }
+  user.groups = [user.gid, ...user.groups.filter((g) => g !== user.gid)];
   return user;
 }

@@ -11,7 +11,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../oci/digest.js';
-import { isErrno, writeFileAtomic } from '../oci/layout/fs.js';
+import { hexNamesIn, isErrno, writeFileAtomic } from '../oci/layout/fs.js';
 import { ownerTag } from './owner.js';
 
 export type LayerCompression = 'gzip' | 'zstd';
@@ -22,6 +22,8 @@ export interface CompressedRecord {
   digest: Digest;
   size: number;
   mediaType: string;
+  /** Length of the uncompressed tar, once counted (a multi-member gzip's trailer does not tell it). */
+  uncompressedSize?: number;
 }
 
 export class CompressedMappings {
@@ -69,13 +71,8 @@ export class CompressedMappings {
   }
 
   /** diffIDs (hex) that have a mapping directory. */
-  async list(): Promise<string[]> {
-    try {
-      return (await fsp.readdir(this.dir)).filter((n) => /^[a-f0-9]{64}$/.test(n));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
+  list(): Promise<string[]> {
+    return hexNamesIn(this.dir);
   }
 
   async removeAll(hex: string): Promise<void> {

@@ -10,6 +10,7 @@ export { SHORT_LINK_LENGTH, removeTree, type Snapshot } from './snapshots.js';
 export {
   Store,
   StoreAnnotation,
+  findByReference,
   lookupIn,
   openStore,
   recordsOf,

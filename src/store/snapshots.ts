@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
 import { BlobVerificationError } from '../oci/layout/errors.js';
-import { fsyncDir, isErrno, statOrUndefined, tempName } from '../oci/layout/fs.js';
+import { fsyncDir, hexNamesIn, isErrno, statOrUndefined, tempName } from '../oci/layout/fs.js';
 import { StoreError } from './errors.js';
 import type { LayerCodec } from './layer-codec.js';
 import { isAlive, ownerTag, parseOwnerTag } from './owner.js';
@@ -127,13 +127,8 @@ export class Snapshots {
   }
 
   /** Snapshot ids (diffID hex) present. */
-  async list(): Promise<string[]> {
-    try {
-      return (await fsp.readdir(this.dir)).filter((n) => /^[a-f0-9]{64}$/.test(n));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
+  list(): Promise<string[]> {
+    return hexNamesIn(this.dir);
   }
 
   /**

@@ -366,6 +366,24 @@ export class Store {
     );
   }
 
+  /**
+   * Length of a layer's uncompressed tar (what `kiln images` adds up): the plain blob's size when
+   * the store has it, else counted once by decompressing the stored variant and remembered with it.
+   * Reading a gzip trailer is not enough: it holds only the last member's size, and kiln's parallel
+   * gzip writes one member per block.
+   */
+  async uncompressedSize(diffID: Digest): Promise<number> {
+    const plain = await this.layout.blobSize(diffID);
+    if (plain !== undefined) return plain;
+    for (const rec of await this.compressed.all(diffID)) {
+      if (rec.uncompressedSize !== undefined) return rec.uncompressedSize;
+    }
+    let size = 0;
+    for await (const chunk of await this.openUncompressed(diffID)) size += (chunk as Buffer).length;
+    for (const rec of await this.compressed.all(diffID)) await this.compressed.set({ ...rec, uncompressedSize: size });
+    return size;
+  }
+
   /** A verified stream of a layer's uncompressed tar, from whichever form the store holds. */
   async openUncompressed(diffID: Digest): Promise<Readable> {
     if (await this.layout.hasBlob(diffID)) return this.layout.openBlob({ digest: diffID });
@@ -653,6 +671,30 @@ function exactOrNormalized(index: Index, ref: string): string {
   }
 }
 
+/**
+ * The record `ref` names as a reference: a stored name verbatim, else the normalised name
+ * (`alpine` is `docker.io/library/alpine:latest`), else the digest of `name@digest`. `name` is the
+ * stored name that matched (undefined for a match by digest).
+ */
+export function findByReference(records: readonly ImageRecord[], ref: string): { record: ImageRecord; name: string | undefined } | undefined {
+  const exact = records.find((r) => r.names.includes(ref));
+  if (exact) return { record: exact, name: ref };
+  let parsed;
+  try {
+    parsed = normalizeReference(ref);
+  } catch {
+    return undefined;
+  }
+  const name = formatReference(parsed);
+  const byName = records.find((r) => r.names.includes(name));
+  if (byName) return { record: byName, name };
+  if (parsed.digest) {
+    const byDigest = records.find((r) => r.digest === parsed.digest);
+    if (byDigest) return { record: byDigest, name: undefined };
+  }
+  return undefined;
+}
+
 export function lookupIn(index: Index, ref: string): ImageRecord {
   const records = recordsOf(index);
   if (isDigest(ref)) {
@@ -660,23 +702,8 @@ export function lookupIn(index: Index, ref: string): ImageRecord {
     if (hit) return hit;
     throw new ImageNotFoundError(ref);
   }
-  const exact = records.find((r) => r.names.includes(ref));
-  if (exact) return exact;
-  let parsed;
-  try {
-    parsed = normalizeReference(ref);
-  } catch {
-    parsed = undefined;
-  }
-  if (parsed) {
-    const name = formatReference(parsed);
-    const byName = records.find((r) => r.names.includes(name));
-    if (byName) return byName;
-    if (parsed.digest) {
-      const byDigest = records.find((r) => r.digest === parsed.digest);
-      if (byDigest) return byDigest;
-    }
-  }
+  const named = findByReference(records, ref);
+  if (named) return named.record;
   const hex = ref.startsWith('sha256:') ? ref.slice('sha256:'.length) : ref;
   if (/^[a-f0-9]{1,64}$/.test(hex)) {
     const matches = records.filter((r) => digestHex(r.digest).startsWith(hex));

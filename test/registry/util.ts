@@ -8,12 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pack } from 'tar-stream';
 import { memoryImage } from '../../src/oci/layout/index.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import type { ImageConfig } from '../../src/oci/types.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { REPO_ROOT } from '../conformance/harness.js';
+import { tarOf } from '../helpers/registry/fixture.js';
 import type { RegistryServer } from '../helpers/registry/index.js';
 
 export const KILN_BIN = join(REPO_ROOT, 'bin/kiln.js');
@@ -22,23 +22,6 @@ export interface Run {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/** A tar of the given files (fixed metadata, so the same files give the same bytes). */
-export async function tarOf(files: Record<string, string | Buffer>): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const done = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const [name, content] of Object.entries(files)) {
-    p.entry({ name, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: 'file' }, content);
-  }
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
 }
 
 export async function tempDir(prefix = 'kiln-reg-test-'): Promise<string> {

@@ -128,11 +128,12 @@ describeSandbox('RUN sandboxes as root and rootless', () => {
 
   it.each(MODES)('resolves USER from the image (%s)', (mode) => {
     const out = scenario(mode, 'user').out as Record<string, string>;
-    expect(out.u).toBe('uid=1000(u) gid=1000(u) groups=10(wheel)\nHOME=/home/u\n/home/u/work');
+    // The kernel keeps supplementary groups sorted; the primary group is among them, as in BuildKit.
+    expect(out.u).toBe('uid=1000(u) gid=1000(u) groups=10(wheel),1000(u)\nHOME=/home/u\n/home/u/work');
     expect(out['1000']).toBe(out.u);
-    expect(out['1000:10']).toMatch(/^uid=1000\(u\) gid=10\(wheel\)\n/);
+    expect(out['1000:10']).toMatch(/^uid=1000\(u\) gid=10\(wheel\) groups=10\(wheel\)\n/);
     expect(out['u:wheel']).toBe(out['1000:10']);
-    expect(out['4242']).toBe('uid=4242 gid=0(root)\nHOME=/\n/home/u/work');
+    expect(out['4242']).toBe('uid=4242 gid=0(root) groups=0(root)\nHOME=/\n/home/u/work');
     expect(out.nosuchuser).toBe('RUN_USER: unable to find user nosuchuser: no matching entries in passwd file');
   });
 

@@ -16,6 +16,14 @@ export interface CopyLayer {
  */
 export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions, 'xattrs' | 'onWarning'> = {}): Promise<CopyLayer> {
   const plan = await planCopy(req);
+  // Entries made by the step itself (created parent directories, heredoc files) are made now, as
+  // BuildKit makes them; with SOURCE_DATE_EPOCH the writer gives them that time instead.
+  if (req.options?.sourceDateEpoch === undefined) {
+    const now = Math.floor(Date.now() / 1000);
+    for (const [i, e] of plan.entries.entries()) {
+      if (e.mtime === undefined && e.source === undefined && e.type !== 'whiteout' && e.type !== 'opaque') plan.entries[i] = { ...e, mtime: now };
+    }
+  }
   let stream: Readable;
   try {
     stream = writeTarEntries(plan.entries, {

@@ -16,9 +16,10 @@ import { compareNames } from '../../context/ignore/gopath.js';
 import { WalkFilter, type FilterOptions } from '../../context/ignore/walk.js';
 import { STAT_CONCURRENCY, mapLimit } from './concurrency.js';
 import { FSViewError } from './errors.js';
-import { baseOf, cleanAbs, components, joinAbs, parentOf } from './paths.js';
+import { HostTree, lstatOrUndefined } from './host-tree.js';
+import { baseOf, cleanAbs, components, joinAbs } from './paths.js';
 import { resolveInTree, type RawNode } from './resolve.js';
-import { entryFromStats, type FSEntry, type ReadOnlyFS, type ResolveOptions } from './types.js';
+import { entryFromStats, type FSEntry, type ResolveOptions } from './types.js';
 
 export interface DirFSOptions {
   /** Used in messages (default "build context"). */
@@ -29,7 +30,7 @@ export interface DirFSOptions {
   owner?: 'root' | 'keep';
 }
 
-export class DirFS implements ReadOnlyFS {
+export class DirFS extends HostTree {
   readonly label: string;
   readonly root: string;
   private readonly filter: WalkFilter | undefined;
@@ -39,6 +40,7 @@ export class DirFS implements ReadOnlyFS {
   private readonly dirVisibility = new Map<string, Promise<boolean>>();
 
   constructor(root: string, options: DirFSOptions = {}) {
+    super();
     this.root = resolveHost(root);
     this.label = options.label ?? 'build context';
     const ignore = options.ignore;
@@ -46,13 +48,6 @@ export class DirFS implements ReadOnlyFS {
     if (this.filter && !this.filter.include && !this.filter.exclude) this.filter = undefined;
     this.owner = (options.owner ?? 'root') === 'root' ? { uid: 0, gid: 0 } : undefined;
     this.scanHidden = this.filter !== undefined && (this.filter.include !== undefined || (this.filter.exclude?.exclusions() ?? false));
-  }
-
-  async lstat(path: string): Promise<FSEntry | undefined> {
-    const clean = cleanAbs(path);
-    if (clean === '/') return this.lstatPhysical('/');
-    const parent = await this.resolve(parentOf(clean), { followFinal: true });
-    return this.lstatPhysical(joinAbs(parent, baseOf(clean)));
   }
 
   async lstatPhysical(path: string): Promise<FSEntry | undefined> {
@@ -88,35 +83,6 @@ export class DirFS implements ReadOnlyFS {
       return entryFromStats(childPath, name, st, host, this.owner);
     });
     return entries.filter((e): e is FSEntry => e !== undefined);
-  }
-
-  async readlink(path: string): Promise<string> {
-    const entry = await this.lstat(path);
-    if (!entry) throw new FSViewError('ENOENT', cleanAbs(path), 'no such file or directory');
-    if (entry.type !== 'symlink') throw new FSViewError('EINVAL', entry.path, 'not a symbolic link');
-    return fsp.readlink(entry.hostPath);
-  }
-
-  async readFile(path: string, options: { maxBytes?: number } = {}): Promise<Buffer> {
-    const fh = await this.open(path);
-    try {
-      const st = await fh.stat();
-      if (options.maxBytes !== undefined && st.size > options.maxBytes) {
-        throw new FSViewError('EFBIG', cleanAbs(path), `larger than ${options.maxBytes} bytes`);
-      }
-      return await fh.readFile();
-    } finally {
-      await fh.close();
-    }
-  }
-
-  async open(path: string): Promise<fsp.FileHandle> {
-    const resolved = await this.resolve(path, { followFinal: true });
-    const entry = await this.lstatPhysical(resolved);
-    if (!entry) throw new FSViewError('ENOENT', cleanAbs(path), 'no such file or directory');
-    if (entry.type === 'directory') throw new FSViewError('EISDIR', cleanAbs(path), 'is a directory');
-    if (entry.type !== 'file') throw new FSViewError('EINVAL', cleanAbs(path), 'not a regular file');
-    return fsp.open(entry.hostPath, fsp.constants.O_RDONLY | fsp.constants.O_NOFOLLOW);
   }
 
   resolve(path: string, options: ResolveOptions = {}): Promise<string> {
@@ -190,15 +156,5 @@ export class DirFS implements ReadOnlyFS {
       if (st && (await this.visible(child, st))) return true;
     }
     return false;
-  }
-}
-
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await fsp.lstat(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new FSViewError('EIO', path, `cannot stat (${(err as Error).message})`, { cause: err });
   }
 }

@@ -22,9 +22,10 @@ import { getAttributeSync } from '@napi-rs/xattr';
 import { compareNames } from '../../context/ignore/gopath.js';
 import { STAT_CONCURRENCY, mapLimit } from './concurrency.js';
 import { FSViewError, LayerDirError } from './errors.js';
+import { HostTree, lstatOrUndefined } from './host-tree.js';
 import { baseOf, cleanAbs, joinAbs, parentOf } from './paths.js';
 import { resolveInTree, type RawNode } from './resolve.js';
-import { entryFromStats, isWhiteout, type FSEntry, type ReadOnlyFS, type ResolveOptions } from './types.js';
+import { entryFromStats, isWhiteout, type FSEntry, type ResolveOptions } from './types.js';
 
 /** One layer's copy of a directory. */
 interface LayerDir {
@@ -49,7 +50,7 @@ export interface LayeredFSOptions {
   label?: string;
 }
 
-export class LayeredFS implements ReadOnlyFS {
+export class LayeredFS extends HostTree {
   readonly label: string;
   readonly layers: readonly string[];
   private readonly dirCache = new Map<string, Promise<DirNode | undefined>>();
@@ -57,18 +58,12 @@ export class LayeredFS implements ReadOnlyFS {
 
   /** `layers`: snapshot directories, topmost first (overlay's lowerdir order). */
   constructor(layers: readonly string[], options: LayeredFSOptions = {}) {
+    super();
     this.layers = [...layers];
     this.label = options.label ?? 'image filesystem';
   }
 
   // -- public API -------------------------------------------------------------------------------
-
-  async lstat(path: string): Promise<FSEntry | undefined> {
-    const clean = cleanAbs(path);
-    if (clean === '/') return this.rootEntry();
-    const parent = await this.resolve(parentOf(clean), { followFinal: true });
-    return this.lstatPhysical(joinAbs(parent, baseOf(clean)));
-  }
 
   async lstatPhysical(path: string): Promise<FSEntry | undefined> {
     const clean = cleanAbs(path);
@@ -93,35 +88,6 @@ export class LayeredFS implements ReadOnlyFS {
       if (!st) throw new FSViewError('EIO', childPath, 'vanished while the directory was read');
       return entryFromStats(childPath, name, st, host);
     });
-  }
-
-  async readlink(path: string): Promise<string> {
-    const entry = await this.lstat(path);
-    if (!entry) throw new FSViewError('ENOENT', cleanAbs(path), 'no such file or directory');
-    if (entry.type !== 'symlink') throw new FSViewError('EINVAL', entry.path, 'not a symbolic link');
-    return fsp.readlink(entry.hostPath);
-  }
-
-  async readFile(path: string, options: { maxBytes?: number } = {}): Promise<Buffer> {
-    const fh = await this.open(path);
-    try {
-      const st = await fh.stat();
-      if (options.maxBytes !== undefined && st.size > options.maxBytes) {
-        throw new FSViewError('EFBIG', cleanAbs(path), `larger than ${options.maxBytes} bytes`);
-      }
-      return await fh.readFile();
-    } finally {
-      await fh.close();
-    }
-  }
-
-  async open(path: string): Promise<fsp.FileHandle> {
-    const resolved = await this.resolve(path, { followFinal: true });
-    const entry = await this.lstatPhysical(resolved);
-    if (!entry) throw new FSViewError('ENOENT', cleanAbs(path), 'no such file or directory');
-    if (entry.type === 'directory') throw new FSViewError('EISDIR', cleanAbs(path), 'is a directory');
-    if (entry.type !== 'file') throw new FSViewError('EINVAL', cleanAbs(path), 'not a regular file');
-    return fsp.open(entry.hostPath, fsp.constants.O_RDONLY | fsp.constants.O_NOFOLLOW);
   }
 
   resolve(path: string, options: ResolveOptions = {}): Promise<string> {
@@ -259,14 +225,4 @@ function isOpaque(host: string): boolean {
     }
   }
   return false;
-}
-
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
-  try {
-    return await fsp.lstat(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw new FSViewError('EIO', path, `cannot stat (${(err as Error).message})`, { cause: err });
-  }
 }

@@ -12,7 +12,8 @@ export interface BuildCommandOptions extends CheckOptions {
   load?: boolean;
   noCache?: boolean;
   cache?: boolean;
-  noCacheFilter: string[];
+  /** `--no-cache-filter` (commander files `--no-*` options under the name without `no-`). */
+  cacheFilter: string[];
   pull?: boolean;
   platform?: string;
   iidfile?: string;

@@ -4,14 +4,12 @@
  * unpacked size of their layers. The catalog reads each record once, on demand, and resolves what
  * users type (names, full or short IDs, digests) the way docker does: names first, then IDs.
  */
-import { promises as fsp } from 'node:fs';
 import { digestHex, type Digest } from '../../oci/digest.js';
-import { isIndexMediaType, layerCompression } from '../../oci/mediatypes.js';
+import { isIndexMediaType } from '../../oci/mediatypes.js';
 import type { LayoutImage } from '../../oci/layout/index.js';
 import { hostPlatform } from '../../oci/platform.js';
-import { formatReference, normalizeReference } from '../../oci/reference.js';
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from '../../oci/types.js';
-import { AmbiguousImageError, type ImageRecord, type Store } from '../../store/index.js';
+import { AmbiguousImageError, findByReference, type ImageRecord, type Store } from '../../store/index.js';
 import { KilnError } from '../../errors.js';
 import { NoSuchImageError } from './errors.js';
 import { parseCreated } from './units.js';
@@ -86,23 +84,8 @@ export class Catalog {
    */
   async find(ref: string, command: string, display = ref): Promise<FoundImage> {
     const records = await this.records();
-    const exact = records.find((r) => r.names.includes(ref));
-    if (exact) return { image: await this.describe(exact), name: ref };
-    let parsed;
-    try {
-      parsed = normalizeReference(ref);
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed) {
-      const name = formatReference(parsed);
-      const byName = records.find((r) => r.names.includes(name));
-      if (byName) return { image: await this.describe(byName), name };
-      if (parsed.digest) {
-        const byDigest = records.find((r) => r.digest === parsed.digest);
-        if (byDigest) return { image: await this.describe(byDigest), name: undefined };
-      }
-    }
+    const named = findByReference(records, ref);
+    if (named) return { image: await this.describe(named.record), name: named.name };
     const hex = ref.startsWith('sha256:') ? ref.slice('sha256:'.length) : ref;
     if (/^[a-f0-9]{1,64}$/.test(hex)) {
       const infos = await Promise.all(records.map((r) => this.describe(r)));
@@ -165,66 +148,16 @@ async function resolveRecord(store: Store, record: ImageRecord, platform: Platfo
 }
 
 /**
- * Size of a layer's uncompressed tar without decompressing it: the stored uncompressed blob when
- * there is one; for gzip, the ISIZE trailer (the length modulo 2^32, lifted by the smallest multiple
- * of 2^32 compatible with the compressed size); for zstd, the frame's content size when the header
- * carries it. Anything else counts at its stored size.
+ * Size of a layer's uncompressed tar, as docker's SIZE column counts it: the stored uncompressed
+ * blob, else the store's remembered count for its compressed variant (counted once). A layer whose
+ * content is missing counts at its stored size.
  */
 export async function unpackedSize(store: Store, desc: Descriptor, diffID: Digest): Promise<number> {
   if (desc.digest === diffID) return desc.size;
   try {
-    const plain = await store.layout.blobSize(diffID);
-    if (plain !== undefined) return plain;
-    const compression = layerCompression(desc.mediaType);
-    if (compression === 'gzip' && desc.size >= 18) {
-      const trailer = await readAt(store.blobPath(desc.digest), desc.size - 4, 4);
-      let size = trailer.readUInt32LE(0);
-      // Deflate's stored blocks cost 5 bytes per 64 KiB: an uncompressed size can be no smaller.
-      const lowest = desc.size - 18 - Math.ceil(desc.size / 65535) * 5;
-      while (size < lowest) size += 2 ** 32;
-      return size;
-    }
-    if (compression === 'zstd') {
-      const header = await readAt(store.blobPath(desc.digest), 0, 18);
-      const size = zstdContentSize(header);
-      if (size !== undefined) return size;
-    }
+    return await store.uncompressedSize(diffID);
   } catch {
-    // fall through: the stored size is the best estimate left
-  }
-  return desc.size;
-}
-
-async function readAt(path: string, position: number, length: number): Promise<Buffer> {
-  const fh = await fsp.open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(buf, 0, length, position);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
+    return desc.size;
   }
 }
 
-/** Frame_Content_Size from a zstd frame header (RFC 8878 §3.1.1.1), if present. */
-function zstdContentSize(h: Buffer): number | undefined {
-  if (h.length < 6 || h.readUInt32LE(0) !== 0xfd2fb528) return undefined;
-  const fhd = h[4]!;
-  const fcsFlag = fhd >> 6;
-  const single = (fhd >> 5) & 1;
-  const dictBytes = [0, 1, 2, 4][fhd & 3]!;
-  const fcsBytes = [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
-  if (fcsBytes === 0) return undefined;
-  const at = 5 + (single ? 0 : 1) + dictBytes;
-  if (h.length < at + fcsBytes) return undefined;
-  switch (fcsBytes) {
-    case 1:
-      return h[at]!;
-    case 2:
-      return h.readUInt16LE(at) + 256;
-    case 4:
-      return h.readUInt32LE(at);
-    default:
-      return Number(h.readBigUInt64LE(at));
-  }
-}

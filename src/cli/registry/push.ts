@@ -23,10 +23,12 @@ export async function runPush(root: string, name: string, options: PushCommandOp
   out(`The push refers to repository [${familiarString({ domain: reference.domain, path: reference.path })}]`);
   const onEvent = (e: PushEvent): void => {
     if (e.type !== 'blob' || e.kind !== 'layer') return;
-    if (e.status === 'preparing') out(`${shortId(e.digest)}: Preparing`);
-    else if (e.status === 'exists') out(`${shortId(e.digest)}: Layer already exists`);
-    else if (e.status === 'mounted') out(`${shortId(e.digest)}: Mounted from ${e.from}`);
-    else if (e.status === 'pushed') out(`${shortId(e.digest)}: Pushed`);
+    // Named by diffID as docker does: the one ID a layer has before and after compression.
+    const id = shortId(e.diffID ?? e.digest);
+    if (e.status === 'preparing') out(`${id}: Preparing`);
+    else if (e.status === 'exists') out(`${id}: Layer already exists`);
+    else if (e.status === 'mounted') out(`${id}: Mounted from ${e.from}`);
+    else if (e.status === 'pushed') out(`${id}: Pushed`);
   };
   const result = await pushImage(image, reference, { ...registryOptions(options), store, onEvent });
   process.stdout.write(`${reference.tag ?? result.digest}: digest: ${result.digest} size: ${result.size}\n`);

@@ -9,31 +9,22 @@ import { Transform, pipeline, type Readable, type TransformCallback } from 'node
 import { sha256, type Digest } from '../digest.js';
 import type { Image, Layer } from '../image.js';
 import { decompress } from '../layer/index.js';
+import { DescriptorLayer } from '../manifest-image.js';
 import { layerCompression } from '../mediatypes.js';
 import type { Descriptor, ImageConfig, Manifest } from '../types.js';
 import { DiffIDMismatchError } from './errors.js';
 import type { TarArchive, TarEntry } from './tarindex.js';
 
-export class ArchiveLayer implements Layer {
+export class ArchiveLayer extends DescriptorLayer {
   constructor(
     private readonly archive: TarArchive,
     private readonly entry: TarEntry,
-    readonly descriptor: Descriptor,
-    private readonly diff: Digest,
-  ) {}
+    descriptor: Descriptor,
+    diff: Digest,
+  ) {
+    super(descriptor, diff);
+  }
 
-  async digest(): Promise<Digest> {
-    return this.descriptor.digest;
-  }
-  async diffID(): Promise<Digest> {
-    return this.diff;
-  }
-  async size(): Promise<number> {
-    return this.descriptor.size;
-  }
-  async mediaType(): Promise<string> {
-    return this.descriptor.mediaType;
-  }
   async compressed(): Promise<Readable> {
     return this.archive.open(this.entry);
   }

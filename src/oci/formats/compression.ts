@@ -5,8 +5,8 @@
  */
 import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { PassThrough, Readable } from 'node:stream';
-import { CompressionError, decompress } from '../layer/index.js';
+import { PassThrough, type Readable } from 'node:stream';
+import { CompressionError, decompress, detectCompression } from '../layer/index.js';
 
 export type StreamCompression = 'none' | 'gzip' | 'zstd' | 'xz' | 'bzip2';
 
@@ -14,9 +14,10 @@ export type StreamCompression = 'none' | 'gzip' | 'zstd' | 'xz' | 'bzip2';
 export const SNIFF_BYTES = 6;
 
 export function sniffCompression(head: Uint8Array): StreamCompression {
+  // gzip and zstd are told apart as the layer module tells layers apart.
+  const layer = detectCompression(head);
+  if (layer !== 'none') return layer;
   const starts = (bytes: number[]) => head.length >= bytes.length && bytes.every((b, i) => head[i] === b);
-  if (starts([0x1f, 0x8b])) return 'gzip';
-  if (starts([0x28, 0xb5, 0x2f, 0xfd])) return 'zstd';
   if (starts([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'xz';
   if (starts([0x42, 0x5a, 0x68])) return 'bzip2';
   return 'none';
@@ -98,48 +99,4 @@ function programFilter(input: Readable, command: string, args: string[], debianP
     input.destroy();
   });
   return out;
-}
-
-/**
- * The first `n` bytes of a stream, and a stream that still yields everything. The returned stream is
- * a fresh one (not the paused input), so any consumer, whether it pipes or listens for data, starts
- * it flowing.
- */
-export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const cleanup = () => {
-      input.off('data', onData);
-      input.off('end', onEnd);
-      input.off('error', onError);
-    };
-    const onData = (chunk: Buffer | string) => {
-      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      chunks.push(buf);
-      length += buf.length;
-      if (length < n) return;
-      cleanup();
-      input.pause();
-      const head = Buffer.concat(chunks);
-      const rest = new PassThrough({ highWaterMark: 1 << 20 });
-      rest.write(head);
-      input.on('error', (err) => rest.destroy(err));
-      rest.on('close', () => input.destroy());
-      input.pipe(rest);
-      resolve({ head, stream: rest });
-    };
-    const onEnd = () => {
-      cleanup();
-      const head = Buffer.concat(chunks);
-      resolve({ head, stream: Readable.from(head.length ? [head] : []) });
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    input.on('data', onData);
-    input.on('end', onEnd);
-    input.on('error', onError);
-  });
 }

@@ -11,6 +11,7 @@ import { DigestingStream, type Digest } from '../digest.js';
 import type { Layer } from '../image.js';
 import { compressLayer } from '../layer/index.js';
 import { BlobVerificationError, VerifyingStream } from '../layout/index.js';
+import { DescriptorLayer } from '../manifest-image.js';
 import { MediaType, layerCompression, layerMediaType, type Compression } from '../mediatypes.js';
 import type { Descriptor, Manifest } from '../types.js';
 
@@ -36,25 +37,15 @@ export interface LayerCompressionOptions {
 export type Materializer = (content: Readable) => Promise<{ digest: Digest; size: number; open(): Promise<Readable>; dispose(): Promise<void> }>;
 
 /** A layer in its exported form. */
-export class ConvertedLayer implements Layer {
+export class ConvertedLayer extends DescriptorLayer {
   constructor(
-    readonly descriptor: Descriptor,
-    private readonly diff: Digest,
+    descriptor: Descriptor,
+    diff: Digest,
     private readonly openBlob: () => Promise<Readable>,
     private readonly source: Layer,
     readonly dispose: () => Promise<void>,
-  ) {}
-  async digest(): Promise<Digest> {
-    return this.descriptor.digest;
-  }
-  async diffID(): Promise<Digest> {
-    return this.diff;
-  }
-  async size(): Promise<number> {
-    return this.descriptor.size;
-  }
-  async mediaType(): Promise<string> {
-    return this.descriptor.mediaType;
+  ) {
+    super(descriptor, diff);
   }
   compressed(): Promise<Readable> {
     return this.openBlob();

@@ -11,7 +11,7 @@ import { pipeline, type Readable } from 'node:stream';
 import { finished, pipeline as pipelineAsync } from 'node:stream/promises';
 import { DigestingStream, sha256, type Digest } from '../digest.js';
 import type { Image, Layer } from '../image.js';
-import { CompressionError, LayerFormatError, UnsafeLayerEntryError, writeLayerTar } from '../layer/index.js';
+import { CompressionError, LayerFormatError, UnsafeLayerEntryError, peekStream, writeLayerTar } from '../layer/index.js';
 import { entryComponents } from '../layer/paths.js';
 import { createExtract, paxString } from '../layer/tar.js';
 import { VerifyingStream } from '../layout/index.js';
@@ -19,7 +19,7 @@ import { MediaType } from '../mediatypes.js';
 import { hostPlatform } from '../platform.js';
 import type { ContainerConfig, ImageConfig, Manifest, Platform } from '../types.js';
 import { StaticImage } from './archive-image.js';
-import { SNIFF_BYTES, decompressAs, peekStream, readHead, sniffCompression, type StreamCompression } from './compression.js';
+import { SNIFF_BYTES, decompressAs, readHead, sniffCompression, type StreamCompression } from './compression.js';
 import { RootfsSourceError, printable } from './errors.js';
 
 export interface ImportOptions {

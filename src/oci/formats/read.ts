@@ -17,7 +17,7 @@ import type { Image } from '../image.js';
 import { BlobNotFoundError, BlobVerificationError, OciLayout, imageFor, parseIndex } from '../layout/index.js';
 import { statOrUndefined } from '../layout/fs.js';
 import { MediaType, isIndexMediaType, isManifestMediaType, layerMediaType } from '../mediatypes.js';
-import { formatPlatform, hostPlatform, selectManifest } from '../platform.js';
+import { chooseIndexEntry, formatPlatform, hostPlatform, offeredPlatforms } from '../platform.js';
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from '../types.js';
 import { ArchiveLayer, StaticImage } from './archive-image.js';
 import { decompressAs, sniffCompression, SNIFF_BYTES } from './compression.js';
@@ -359,11 +359,11 @@ async function ociImage(a: TarArchive, desc: Descriptor, platform: Platform, dep
   const mediaType = isIndexMediaType(desc.mediaType) || isManifestMediaType(desc.mediaType) ? desc.mediaType : doc.mediaType ?? (Array.isArray(doc.manifests) ? MediaType.ociIndex : MediaType.ociManifest);
   if (isIndexMediaType(mediaType)) {
     const child = parseIndex(raw, a.where);
-    const candidates = child.manifests.filter((d) => d.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && d.platform?.os !== 'unknown');
-    const chosen = selectManifest(candidates, platform) ?? (candidates.length === 1 && !candidates[0]!.platform ? candidates[0] : undefined);
+    const chosen = chooseIndexEntry(child.manifests, platform);
     if (!chosen) {
-      const offered = candidates.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ') || 'nothing';
-      throw new ArchiveFormatError(a.where, `index ${desc.digest} has no image for ${formatPlatform(platform)}`, { hint: `it offers: ${offered}; choose one of those platforms` });
+      throw new ArchiveFormatError(a.where, `index ${desc.digest} has no image for ${formatPlatform(platform)}`, {
+        hint: `it offers: ${offeredPlatforms(child.manifests)}; choose one of those platforms`,
+      });
     }
     return ociImage(a, chosen, platform, depth + 1);
   }

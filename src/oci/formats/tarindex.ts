@@ -20,11 +20,11 @@ import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { InputFileError } from '../../errors.js';
 import type { Digest } from '../digest.js';
-import { CompressionError } from '../layer/index.js';
+import { CompressionError, peekStream } from '../layer/index.js';
 import { createExtract } from '../layer/tar.js';
 import { VerifyingStream } from '../layout/index.js';
 import { readAll } from '../layout/verify.js';
-import { SNIFF_BYTES, decompressAs, peekStream, readHead, sniffCompression, type StreamCompression } from './compression.js';
+import { SNIFF_BYTES, decompressAs, readHead, sniffCompression, type StreamCompression } from './compression.js';
 import { ArchiveFormatError, printable } from './errors.js';
 
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'link' | 'other';

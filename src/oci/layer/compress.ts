@@ -82,7 +82,7 @@ export function compress(input: Readable, compression: Compression, options: Com
 /** `input` decompressed: gzip (any number of members), zstd or plain, told apart by magic bytes. */
 export function decompress(input: Readable): Readable {
   const out = new PassThrough({ highWaterMark: DEFAULT_GZIP_CHUNK });
-  peek(input, 4).then(
+  peekStream(input, 4).then(
     ({ head, stream }) => {
       const kind = detectCompression(head);
       if (kind === 'none') {
@@ -350,8 +350,12 @@ class ProcessFilter extends Duplex {
   }
 }
 
-/** The first `n` bytes of a stream, and a stream that still yields everything. */
-function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+/**
+ * The first `n` bytes of a stream, and a stream that still yields everything. The returned stream is
+ * a fresh one (not the paused input), so any consumer, whether it pipes or listens for data, starts
+ * it flowing.
+ */
+export function peekStream(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
@@ -360,15 +364,20 @@ function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Reada
       input.off('end', onEnd);
       input.off('error', onError);
     };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      length += chunk.length;
+    const onData = (chunk: Buffer | string) => {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      chunks.push(buf);
+      length += buf.length;
       if (length < n) return;
       cleanup();
       input.pause();
       const head = Buffer.concat(chunks);
-      input.unshift(head);
-      resolve({ head, stream: input });
+      const rest = new PassThrough({ highWaterMark: 1 << 20 });
+      rest.write(head);
+      input.on('error', (err) => rest.destroy(err));
+      rest.on('close', () => input.destroy());
+      input.pipe(rest);
+      resolve({ head, stream: rest });
     };
     const onEnd = () => {
       cleanup();

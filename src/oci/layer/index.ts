@@ -17,6 +17,7 @@ export {
   defaultGzipConcurrency,
   decompress,
   detectCompression,
+  peekStream,
   DEFAULT_GZIP_CHUNK,
   DEFAULT_GZIP_LEVEL,
   DEFAULT_ZSTD_LEVEL,

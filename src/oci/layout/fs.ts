@@ -82,6 +82,18 @@ export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoEx
   return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
 }
 
+/** The names in `dir` that are sha256 hex (content named by digest); none when `dir` does not exist. */
+export async function hexNamesIn(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  return names.filter((n) => /^[a-f0-9]{64}$/.test(n));
+}
+
 /** `stat` that answers undefined for a missing path. */
 export async function statOrUndefined(path: string): Promise<import('node:fs').Stats | undefined> {
   try {

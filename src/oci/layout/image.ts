@@ -2,31 +2,16 @@
  * Images and indexes read from an OCI layout, as the lazy values of `oci/image.ts`. Nothing is read
  * until asked; documents are read once and verified; every layer stream is fresh and verified.
  */
-import { createGunzip } from 'node:zlib';
-import * as zlib from 'node:zlib';
 import type { Readable, Transform } from 'node:stream';
 import { isDigest, sha256, type Digest } from '../digest.js';
-import type { Image, ImageIndex, Layer } from '../image.js';
+import type { Image, ImageIndex } from '../image.js';
+import { DescriptorLayer, ManifestImage, layerDecoder, once, type ManifestProblem } from '../manifest-image.js';
 import { MediaType, isIndexMediaType, isManifestMediaType, layerCompression } from '../mediatypes.js';
-import { Annotation, type Descriptor, type ImageConfig, type Index, type Manifest, type Platform } from '../types.js';
+import { chooseIndexEntry, hostPlatform, offeredPlatforms } from '../platform.js';
+import { Annotation, type Descriptor, type Index, type Platform } from '../types.js';
 import { LayoutError, RefNotFoundError, UnsupportedCompressionError } from './errors.js';
 import { parseIndex, type OciLayout } from './layout.js';
 import { VerifyingStream, chain } from './verify.js';
-
-/** Caches the first call of an async function (documents are immutable once named by digest). */
-function once<T>(fn: () => Promise<T>): () => Promise<T> {
-  let p: Promise<T> | undefined;
-  return () => {
-    if (!p) {
-      p = fn();
-      // A failed read may be retried (e.g. the blob arrives later); do not cache the failure.
-      p.catch(() => {
-        p = undefined;
-      });
-    }
-    return p;
-  };
-}
 
 function parseJson<T>(raw: Buffer, what: string, where: string): T {
   try {
@@ -36,25 +21,15 @@ function parseJson<T>(raw: Buffer, what: string, where: string): T {
   }
 }
 
-export class LayoutLayer implements Layer {
+export class LayoutLayer extends DescriptorLayer {
   constructor(
     private readonly layout: OciLayout,
-    readonly descriptor: Descriptor,
-    private readonly diff: Digest,
-  ) {}
+    descriptor: Descriptor,
+    diff: Digest,
+  ) {
+    super(descriptor, diff);
+  }
 
-  async digest(): Promise<Digest> {
-    return this.descriptor.digest;
-  }
-  async diffID(): Promise<Digest> {
-    return this.diff;
-  }
-  async size(): Promise<number> {
-    return this.descriptor.size;
-  }
-  async mediaType(): Promise<string> {
-    return this.descriptor.mediaType;
-  }
   compressed(): Promise<Readable> {
     return this.layout.openBlob(this.descriptor);
   }
@@ -63,8 +38,7 @@ export class LayoutLayer implements Layer {
     const compression = layerCompression(this.descriptor.mediaType);
     if (compression === 'none' && this.descriptor.digest === this.diff) return blob;
     const stages: Transform[] = [];
-    if (compression === 'gzip') stages.push(createGunzip());
-    else if (compression === 'zstd') stages.push(zstdDecompressor(this.descriptor.mediaType, blob));
+    if (compression === 'gzip' || compression === 'zstd') stages.push(layerDecoder(compression, this.descriptor.mediaType, blob));
     else if (compression !== 'none') {
       blob.destroy();
       throw new UnsupportedCompressionError(this.descriptor.mediaType);
@@ -75,30 +49,13 @@ export class LayoutLayer implements Layer {
   }
 }
 
-function zstdDecompressor(mediaType: string, blob: Readable): Transform {
-  const make = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-  if (!make) {
-    blob.destroy();
-    throw new UnsupportedCompressionError(mediaType);
-  }
-  return make();
-}
-
-export class LayoutImage implements Image {
+export class LayoutImage extends ManifestImage {
   constructor(
     readonly layout: OciLayout,
     readonly descriptor: { digest: Digest; size?: number; mediaType?: string },
-  ) {}
-
-  readonly rawManifest = once(() => this.layout.readBlob(this.descriptor));
-
-  readonly manifest = once(async () => {
-    const m = parseJson<Manifest>(await this.rawManifest(), `manifest ${this.descriptor.digest}`, this.layout.dir);
-    if (m.schemaVersion !== 2 || typeof m.config !== 'object' || !Array.isArray(m.layers)) {
-      throw new LayoutError(this.layout.dir, `blob ${this.descriptor.digest} is not an image manifest`);
-    }
-    return m;
-  });
+  ) {
+    super();
+  }
 
   async mediaType(): Promise<string> {
     return this.descriptor.mediaType ?? (await this.manifest()).mediaType ?? MediaType.ociManifest;
@@ -106,30 +63,31 @@ export class LayoutImage implements Image {
   async digest(): Promise<Digest> {
     return this.descriptor.digest;
   }
-  async configName(): Promise<Digest> {
-    return (await this.manifest()).config.digest;
+
+  protected loadManifest(): Promise<Buffer> {
+    return this.layout.readBlob(this.descriptor);
   }
-
-  readonly rawConfigFile = once(async () => this.layout.readBlob((await this.manifest()).config));
-
-  readonly configFile = once(async () => {
-    const c = parseJson<ImageConfig>(await this.rawConfigFile(), `config of ${this.descriptor.digest}`, this.layout.dir);
-    if (!c.rootfs || !Array.isArray(c.rootfs.diff_ids)) {
-      throw new LayoutError(this.layout.dir, `config of image ${this.descriptor.digest} has no rootfs.diff_ids`);
+  protected loadBlob(desc: Descriptor): Promise<Buffer> {
+    return this.layout.readBlob(desc);
+  }
+  protected makeLayer(desc: Descriptor, diffID: Digest): LayoutLayer {
+    return new LayoutLayer(this.layout, desc, diffID);
+  }
+  protected invalid(problem: ManifestProblem): Error {
+    const { dir } = this.layout;
+    const digest = this.descriptor.digest;
+    switch (problem.kind) {
+      case 'manifest-not-json':
+        return new LayoutError(dir, `manifest ${digest} is not valid JSON`, { cause: problem.cause });
+      case 'not-a-manifest':
+        return new LayoutError(dir, `blob ${digest} is not an image manifest`);
+      case 'config-not-json':
+        return new LayoutError(dir, `config of ${digest} is not valid JSON`, { cause: problem.cause });
+      case 'no-diff-ids':
+        return new LayoutError(dir, `config of image ${digest} has no rootfs.diff_ids`);
+      case 'layer-count':
+        return new LayoutError(dir, `image ${digest} lists ${problem.layers} layers but its config has ${problem.diffIDs} diff_ids`);
     }
-    return c;
-  });
-
-  async layers(): Promise<Layer[]> {
-    const m = await this.manifest();
-    const diffIDs = (await this.configFile()).rootfs.diff_ids;
-    if (diffIDs.length !== m.layers.length) {
-      throw new LayoutError(
-        this.layout.dir,
-        `image ${this.descriptor.digest} lists ${m.layers.length} layers but its config has ${diffIDs.length} diff_ids`,
-      );
-    }
-    return m.layers.map((d, i) => new LayoutLayer(this.layout, d, diffIDs[i]!));
   }
 }
 
@@ -184,25 +142,6 @@ async function childDescriptor(index: ImageIndex, digest: Digest): Promise<Descr
   return found;
 }
 
-/** The platform of the running Node process, in OCI terms. */
-export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64', mips64el: 'mips64le' };
-  const p: Platform = { os: 'linux', architecture: arch[process.arch] ?? process.arch };
-  if (process.arch === 'arm') p.variant = 'v7';
-  if (process.arch === 'arm64') p.variant = 'v8';
-  return p;
-}
-
-/** Whether a descriptor's platform satisfies `want` (an unset variant on either side matches). */
-export function platformMatches(have: Platform | undefined, want: Platform): boolean {
-  if (!have) return false;
-  if (have.os !== want.os || have.architecture !== want.architecture) return false;
-  const norm = (v: string | undefined): string | undefined => (want.architecture === 'arm64' && v === 'v8' ? undefined : v);
-  const hv = norm(have.variant);
-  const wv = norm(want.variant);
-  return hv === undefined || wv === undefined || hv === wv;
-}
-
 /**
  * An image for `desc` (a manifest, or an index from which the entry for `platform` is chosen,
  * following nested indexes).
@@ -220,20 +159,13 @@ export async function imageFor(
   }
   if (!isIndexMediaType(mediaType)) return new LayoutImage(layout, { ...desc, mediaType });
   const index = await new LayoutIndex(layout, { ...desc, mediaType }).indexManifest();
-  const candidates = index.manifests.filter((d) => !isAttestation(d));
-  const chosen = candidates.find((d) => platformMatches(d.platform, platform)) ?? (candidates.length === 1 && !candidates[0]!.platform ? candidates[0] : undefined);
+  const chosen = chooseIndexEntry(index.manifests, platform);
   if (!chosen) {
-    const have = candidates.map((d) => (d.platform ? `${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ''}` : '?')).join(', ');
     throw new RefNotFoundError(`${desc.digest} for ${platform.os}/${platform.architecture}`, layout.dir, {
-      hint: `the index offers: ${have || 'nothing'}`,
+      hint: `the index offers: ${offeredPlatforms(index.manifests)}`,
     });
   }
   return imageFor(layout, chosen, platform);
-}
-
-/** BuildKit's attestation manifests sit in indexes with platform unknown/unknown. */
-function isAttestation(d: Descriptor): boolean {
-  return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || d.platform?.os === 'unknown';
 }
 
 /**

@@ -12,7 +12,7 @@ export {
   type WriteBlobOptions,
   type WrittenBlob,
 } from './layout.js';
-export { LayoutImage, LayoutIndex, LayoutLayer, LayoutRootIndex, hostPlatform, imageFor, platformMatches, resolveLayoutRef } from './image.js';
+export { LayoutImage, LayoutIndex, LayoutLayer, LayoutRootIndex, imageFor, resolveLayoutRef } from './image.js';
 export { memoryImage, type MemoryLayerInput } from './memory.js';
 export { VerifyingStream } from './verify.js';
 export { writeImage, writeImageIndex, type WriteImageOptions } from './write.js';

@@ -15,7 +15,7 @@ import { DigestingStream, digestHex, isDigest, type Digest } from '../digest.js'
 import { MediaType } from '../mediatypes.js';
 import { Annotation, type Descriptor, type Index } from '../types.js';
 import { BlobNotFoundError, BlobVerificationError, LayoutError } from './errors.js';
-import { fsyncDir, isErrno, publishNoReplace, statOrUndefined, tempName, writeFileAtomic } from './fs.js';
+import { fsyncDir, hexNamesIn, isErrno, publishNoReplace, statOrUndefined, tempName, writeFileAtomic } from './fs.js';
 import { VerifyingStream, chain, readAll } from './verify.js';
 
 export const LAYOUT_VERSION = '1.0.0';
@@ -207,14 +207,7 @@ export class OciLayout {
 
   /** Digests of every blob present (names that are not sha256 hex are ignored). */
   async listBlobs(): Promise<Digest[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(join(this.dir, 'blobs', 'sha256'));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
-    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}` as Digest);
+    return (await hexNamesIn(join(this.dir, 'blobs', 'sha256'))).map((n) => `sha256:${n}` as Digest);
   }
 
   // ---- index.json ----

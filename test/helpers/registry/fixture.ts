@@ -31,7 +31,8 @@ export interface TinyImage {
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function tarOf(files: Record<string, string>): Promise<Buffer> {
+/** A tar of the given files (fixed metadata, so the same files give the same bytes). */
+export async function tarOf(files: Record<string, string | Buffer>): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
   p.on('data', (c: unknown) => chunks.push(c as Buffer));
