@@ -121,9 +121,9 @@ export class StepExecutors {
     if (!rec) return undefined;
     // A record whose layer was pruned is a miss.
     if (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest))) return undefined;
+    // The lease keeps the layer through a concurrent prune; the record itself is left as written
+    // (a cached step writes nothing to disk).
     await this.engine.lease.add(...rec.pins);
-    rec.lastUsed = new Date().toISOString();
-    await this.store.buildCache.put(key, rec);
     return rec;
   }
 

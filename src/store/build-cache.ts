@@ -13,7 +13,7 @@ import { isErrno } from '../oci/layout/fs.js';
 export interface BuildCacheRecord {
   /** Digests this record keeps alive. */
   pins: Digest[];
-  /** When the record was written or last used (ISO time); prune may drop old ones. */
+  /** When the record was written (ISO time). */
   lastUsed: string;
   [field: string]: unknown;
 }
@@ -79,17 +79,10 @@ export class BuildCacheRecords {
     await fsp.rm(this.path(key), { force: true });
   }
 
-  /** Drops every record (older than `before`, when given); returns how many. */
-  async clear(before?: Date): Promise<number> {
-    let n = 0;
-    for (const key of await this.keys()) {
-      if (before) {
-        const rec = await this.get(key);
-        if (rec && new Date(rec.lastUsed) >= before) continue;
-      }
-      await this.remove(key);
-      n++;
-    }
-    return n;
+  /** Drops every record; returns how many. */
+  async clear(): Promise<number> {
+    const keys = await this.keys();
+    for (const key of keys) await this.remove(key);
+    return keys.length;
   }
 }
