@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests talk to; as root they are installed, otherwise their absence is named.
-bash test/system-packages.sh git skopeo umoci busybox-static uidmap docker-registry passt slirp4netns tmux
+bash test/system-packages.sh git skopeo umoci busybox-static uidmap docker-registry passt slirp4netns tmux tini
 
 npm ci --no-audit --no-fund
 report=$(mktemp)

@@ -5,7 +5,7 @@
  * uid, and starts a nested sandbox's namespaces. Everything missing comes with the command that fixes it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsc, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeTree } from '../store/snapshots.js';
@@ -32,6 +32,16 @@ export interface DoctorReport {
   /** One line describing the isolation build steps get. */
   isolation: string;
   canBuild: boolean;
+  /** Which `kiln run --network` modes work here, and the private network's tool or why it is missing. */
+  networks: NetworkSummary;
+}
+
+export interface NetworkSummary {
+  host: boolean;
+  none: boolean;
+  private: boolean;
+  tool?: 'pasta' | 'slirp4netns';
+  reason?: string;
 }
 
 /** What the probe script reports from inside the namespace. */
@@ -206,7 +216,8 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<DoctorReport> 
     });
   }
   checks.push(cgroupCheck(rootMode, planNamespace(env).user.name));
-  checks.push(tunCheck());
+  const networks = await containerNetworks(namespaceOk && inside.netns === 'ok', rootMode);
+  checks.push(networks.check);
 
   const canBuild = namespaceOk && snapshotter !== 'none' && !missing.length && inside.namespaces === 'ok';
   const level: DoctorReport['level'] = !canBuild ? 'none' : rootMode ? 'root' : (plan?.mapping ?? ns?.mapping) === 'single' ? 'rootless-single' : 'rootless';
@@ -218,7 +229,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<DoctorReport> 
       : level === 'rootless'
         ? `rootless: user namespace (${describeMap(plan?.uidMap ?? ns?.uidMap ?? [])}); each RUN gets mount, pid, uts, ipc (and with --network=none, net) namespaces, Docker's default capabilities, no_new_privs; ${snapshotter} snapshots; ${limits}`
         : `rootless, single uid: user namespace mapping only root; image ownership kept in kiln's records; RUN cannot switch user; ${snapshotter} snapshots; ${limits}`;
-  return { checks, level, snapshotter, isolation, canBuild };
+  return { checks, level, snapshotter, isolation, canBuild, networks: networks.summary };
 }
 
 function stripPrefix(v: string | undefined): string {
@@ -282,13 +293,64 @@ function cgroupCheck(rootMode: boolean, user: string): DoctorCheck {
   };
 }
 
-function tunCheck(): DoctorCheck {
-  try {
-    accessSync('/dev/net/tun', fsc.R_OK | fsc.W_OK);
-    return { name: '/dev/net/tun', status: 'info', detail: 'accessible (not used yet: steps share the host network or have none)' };
-  } catch {
-    return { name: '/dev/net/tun', status: 'info', detail: 'not accessible: user-mode networks (slirp4netns, pasta) are unavailable; steps share the host network or have none' };
+/**
+ * The networks containers can have: host always, none with a network namespace, private with pasta
+ * or slirp4netns and a usable /dev/net/tun. As real root the private network is tried for real (a
+ * throwaway namespace gets its eth0); otherwise the probe's checks are what kiln would meet.
+ */
+async function containerNetworks(netns: boolean, rootMode: boolean): Promise<{ check: DoctorCheck; summary: NetworkSummary }> {
+  const { attachPrivateNetwork, probePrivateNetwork } = await import('./network.js');
+  const probe = await probePrivateNetwork();
+  let privateOk = probe.available;
+  let reason = probe.reason;
+  if (probe.available && rootMode) {
+    const target = spawn(hostTools().unshare, ['--net', 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        target.once('spawn', resolve);
+        target.once('error', reject);
+      });
+      await waitForExec(target.pid!, 'sleep');
+      const net = await attachPrivateNetwork({ pid: target.pid! }, { publish: [], timeoutMs: 10_000 });
+      await net.close();
+    } catch (err) {
+      privateOk = false;
+      reason = (err as Error).message;
+    } finally {
+      target.kill('SIGKILL');
+    }
   }
+  const others = (probe.tools ?? []).filter((t) => t !== probe.tool);
+  const modes = ['host', ...(netns ? ['none'] : []), ...(privateOk ? ['private'] : [])].join(', ');
+  const summary: NetworkSummary = { host: true, none: netns, private: privateOk, ...(privateOk ? { tool: probe.tool } : { reason }) };
+  if (privateOk) {
+    return {
+      summary,
+      check: {
+        name: 'container networks',
+        status: 'ok',
+        detail: `${modes}; private uses ${probe.tool}${others.length ? ` (${others.join(', ')} also installed)` : ''}, with outbound access and -p`,
+      },
+    };
+  }
+  return {
+    summary,
+    check: {
+      name: 'container networks',
+      status: 'warn',
+      detail: `${modes}; no private network (-p needs it): ${reason}`,
+      ...(probe.hint ? { fix: [probe.hint] } : {}),
+    },
+  };
+}
+
+/** Waits until `pid` runs `comm` (unshare has made the namespace and exec'd its command). */
+async function waitForExec(pid: number, comm: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (readTrim(`/proc/${pid}/comm`) === comm) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`unshare --net did not start (${pid})`);
 }
 
 async function probeInside(plan: NamespacePlan | undefined, env: NodeJS.ProcessEnv): Promise<InsideResult> {

@@ -19,8 +19,8 @@
  * process group when kiln goes away, so a sandbox dies with kiln even if kiln is killed outright.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { promises as fsp, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, chmodSync, lchownSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { promises as fsp, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { NetworkMode } from '../dockerfile/instructions/mounts.js';
 import { tempName } from '../oci/layout/fs.js';
@@ -29,56 +29,22 @@ import { ownerTag } from '../store/owner.js';
 import type { Snapshot } from '../store/snapshots.js';
 import type { Store } from '../store/store.js';
 import { commitCopy, commitUpper, type CommittedLayer } from './diff.js';
-import { RunAbortedError, RunFailedError, RunUserError, SandboxError } from './errors.js';
+import { RunAbortedError, RunFailedError, SandboxError } from './errors.js';
 import { formatFstab, type FstabEntry } from './fstab.js';
-import { isMapped } from './idmap.js';
-import { LayerStack, UpperPreparer, copyMetadata } from './layers.js';
+import { LayerStack, UpperPreparer } from './layers.js';
 import { prepareLimits, type AppliedLimits, type ResourceLimits } from './limits.js';
 import { isLoaderVariable, prepareMounts, type RunMount, type SecretSource } from './mounts.js';
 import { Redactor, TailBuffer, emit, type OutputSink } from './output.js';
+import { etcFiles, prepareRootFs, privilegeDropArgv, resolveProcess, sandboxArgv, systemMounts, type LowerLayers } from './prepare.js';
 import { scratchBase } from './scratch.js';
 import { launchViaSpawner, type HelperHandle } from './spawner.js';
-import { SANDBOX_SCRIPT } from './script.js';
-import { applyLayers, chooseSnapshotter, removeAsRoot, type SnapshotterKind } from './snapshotter.js';
+import { chooseSnapshotter, removeAsRoot, type SnapshotterKind } from './snapshotter.js';
 import { restoreOwnersTransform } from './squash.js';
-import { SANDBOX_TOOLS_DIR, hostTools, prepareToolsDir } from './tools.js';
+import { hostTools, prepareToolsDir } from './tools.js';
 import { currentNamespace, type NamespaceInfo } from './userns.js';
-import { resolveUser, type ExecUser } from './users.js';
 
-/** Docker's default capability set for containers (moby oci/caps/defaults.go). */
-export const DEFAULT_CAPABILITIES = [
-  'chown',
-  'dac_override',
-  'fsetid',
-  'fowner',
-  'mknod',
-  'net_raw',
-  'setgid',
-  'setuid',
-  'setfcap',
-  'setpcap',
-  'net_bind_service',
-  'sys_chroot',
-  'kill',
-  'audit_write',
-];
-
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export { DEFAULT_CAPABILITIES, DEFAULT_PATH, type LowerLayers } from './prepare.js';
 export const DEFAULT_HOSTNAME = 'kiln';
-
-/** Paths Docker masks in /proc (bound over with /dev/null, or an empty read-only tmpfs for directories). */
-const PROC_MASKED = ['acpi', 'asound', 'interrupts', 'kcore', 'keys', 'latency_stats', 'timer_list', 'timer_stats', 'sched_debug', 'scsi'];
-/** Paths Docker makes read-only in /proc. */
-const PROC_READONLY = ['bus', 'fs', 'irq', 'sys', 'sysrq-trigger'];
-const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
-
-/** The rootfs below the step: `store.lowerDirs(image)` or `lowerDirsFor(store, diffIDs)`. */
-export interface LowerLayers {
-  /** Overlay lowerdirs relative to the store root, topmost first. */
-  lowerdirs: string[];
-  /** The same directories as absolute paths. */
-  absolute: string[];
-}
 
 export interface RunStepOptions {
   store: Store;
@@ -119,6 +85,12 @@ export interface RunStepOptions {
   secretEnv?: NodeJS.ProcessEnv;
   /** Lines of output kept for the error of a failing step (default 20). */
   tailLines?: number;
+  /**
+   * Called when the command fails, before its sandbox is taken apart: `openShell()` runs an
+   * interactive /bin/sh on kiln's own terminal in the same root file system (the failed command's
+   * changes included), mounts, environment, user and working directory, and answers its exit status.
+   */
+  onFailure?: (openShell: () => Promise<number>) => Promise<void>;
   /** Receives the time spent in each phase (prepare, sandbox, commit, cleanup), for benchmarks. */
   onPhase?: (phase: 'prepare' | 'sandbox' | 'commit' | 'snapshot' | 'cleanup', ms: number) => void;
 }
@@ -223,86 +195,17 @@ export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
     // ------------------------------------------------------------------ the root file system
     const upper = opts.upperdir ?? join(runDir, 'upper');
     const work = opts.workdir ?? join(runDir, 'work');
-    const overlayOption = (volatile: boolean) =>
-      [`lowerdir=${opts.lower.lowerdirs.join(':')}`, `upperdir=${storePath(store.root, upper)}`, `workdir=${storePath(store.root, work)}`, 'userxattr', ...(volatile ? ['volatile'] : [])];
-    if (choice.kind === 'overlay' && opts.lower.lowerdirs.length > 0 && overlayOption(choice.volatile).join(',').length > 4095) {
-      warnings.push(`overlay: ${opts.lower.lowerdirs.length} layers do not fit in one mount; this step copies the layers instead`);
-      choice = { kind: 'copy', volatile: false, reason: 'too many layers' };
-    }
-    let stack: LayerStack;
-    let rootEntry: FstabEntry;
-    let rootfs: string | undefined;
-    if (choice.kind === 'overlay' && opts.lower.lowerdirs.length > 0) {
-      if (opts.upperdir) mkdirSync(upper, { recursive: true });
-      if (opts.workdir) mkdirSync(work, { recursive: true });
-      // The merged root directory takes the upper dir's metadata: give it the image's.
-      const top = opts.lower.absolute[0]!;
-      copyMetadata(top, upper, lstatSync(top));
-      stack = new LayerStack([upper, ...opts.lower.absolute]);
-      rootEntry = { source: 'overlay', target: rootMount, type: 'overlay', options: overlayOption(choice.volatile) };
-    } else {
-      // copy: also the way for an image without layers (FROM scratch), which overlay cannot mount.
-      if (choice.kind === 'overlay') choice = { kind: 'copy', volatile: false, reason: 'no layers' };
-      rootfs = join(runDir, 'rootfs');
-      applyLayers(opts.lower.absolute, rootfs);
-      stack = new LayerStack([rootfs]);
-      rootEntry = { source: rootfs, target: rootMount, type: 'none', options: ['bind'] };
-    }
-    if (choice.kind === 'copy' && choice.reason && choice.reason !== 'requested' && choice.reason !== 'no layers') {
-      warnings.push(`overlay unavailable (${choice.reason}); using the copy snapshotter`);
-    }
+    const prepared = prepareRootFs({ storeRoot: store.root, lower: opts.lower, upper, work, choice, rootMount, rootfsDir: join(runDir, 'rootfs'), warnings });
+    choice = prepared.choice;
+    const { stack, rootfs } = prepared;
     const preparer = new UpperPreparer(stack);
 
     // ------------------------------------------------------------------ user, environment, cwd
-    const user = resolveUser(opts.user, stack.readFile('/etc/passwd')?.toString('utf8'), stack.readFile('/etc/group')?.toString('utf8'));
-    checkUser(user, ns, opts.user);
-    const env = buildEnv(opts.env ?? [], user);
-    const cwd = opts.cwd && opts.cwd !== '' ? (opts.cwd.startsWith('/') ? opts.cwd : `/${opts.cwd}`) : '/';
-    const cwdResolved = stack.resolve(cwd);
-    if (!cwdResolved.found) preparer.ensureDir(cwdResolved.components, false);
-    else if (!cwdResolved.found.stat.isDirectory()) throw new SandboxError(`the working directory ${cwd} is not a directory in the image`);
+    const { user, env, cwd } = resolveProcess(stack, preparer, ns, { user: opts.user, env: opts.env ?? [], cwd: opts.cwd });
 
     // ------------------------------------------------------------------ system mounts
-    preparer.ensureDir(['proc'], true);
-    preparer.ensureDir(['dev'], true);
-    const fstab: FstabEntry[] = [rootEntry, { source: 'proc', target: join(rootMount, 'proc'), type: 'proc', options: ['nosuid', 'nodev', 'noexec'] }];
-    for (const { name, dir } of procPaths().masked) {
-      fstab.push(
-        dir
-          ? { source: 'tmpfs', target: join(rootMount, 'proc', name), type: 'tmpfs', options: ['ro', 'nosuid', 'nodev', 'noexec', 'size=0'] }
-          : { source: '/dev/null', target: join(rootMount, 'proc', name), type: 'none', options: ['bind'] },
-      );
-    }
-    for (const name of procPaths().readonly) {
-      const p = join(rootMount, 'proc', name);
-      fstab.push({ source: p, target: p, type: 'none', options: ['bind', 'ro'] });
-    }
-    const devDir = join(scratch, 'dev');
-    makeDevSkeleton(devDir);
-    fstab.push({ source: devDir, target: join(rootMount, 'dev'), type: 'none', options: ['bind', 'nosuid'] });
-    for (const d of DEVICES) fstab.push({ source: `/dev/${d}`, target: join(rootMount, 'dev', d), type: 'none', options: ['bind'] });
-    const ttyGid = ns.mapping === 'single' || (ns.mode === 'rootless' && !isMapped(ns.gidMap, 5)) ? [] : ['gid=5'];
-    fstab.push({ source: 'devpts', target: join(rootMount, 'dev', 'pts'), type: 'devpts', options: ['newinstance', 'ptmxmode=0666', 'mode=0620', ...ttyGid, 'nosuid', 'noexec'] });
-    fstab.push({ source: 'shm', target: join(rootMount, 'dev', 'shm'), type: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=65536k'] });
-    fstab.push({ source: toolsDir.dir, target: join(rootMount, SANDBOX_TOOLS_DIR), type: 'none', options: ['bind', 'ro'] });
-    if (network === 'none') {
-      // sysfs can only be mounted with a network namespace of one's own (it shows the namespace's devices).
-      preparer.ensureDir(['sys'], true);
-      fstab.push({ source: 'sysfs', target: join(rootMount, 'sys'), type: 'sysfs', options: ['ro', 'nosuid', 'nodev', 'noexec'] });
-    }
-    const etcDir = join(scratch, 'etc');
-    mkdirSync(etcDir);
-    writeFileSync(join(etcDir, 'resolv.conf'), hostResolvConf());
-    writeFileSync(join(etcDir, 'hosts'), hostsFile(hostname, opts.extraHosts ?? []));
-    for (const file of ['resolv.conf', 'hosts']) {
-      const target = bindableFile(stack, `/etc/${file}`);
-      if (!target) {
-        warnings.push(`/etc/${file} in the image is not a regular file; not replaced`);
-        continue;
-      }
-      preparer.ensureFile(target);
-      fstab.push({ source: join(etcDir, file), target: join(rootMount, ...target), type: 'none', options: ['bind'] });
-    }
+    const fstab: FstabEntry[] = [prepared.rootEntry, ...systemMounts({ preparer, rootMount, scratch, ns, toolsDir, ownNetwork: network === 'none' })];
+    fstab.push(...etcFiles({ stack, preparer, scratch, rootMount, hostname, extraHosts: opts.extraHosts ?? [], warnings }));
 
     // ------------------------------------------------------------------ RUN --mount
     const mounts = await prepareMounts({
@@ -339,50 +242,26 @@ export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
     warnings.push(...limits.applied.notes);
 
     const unsafeEnv = env.some((e) => isLoaderVariable(e.slice(0, e.indexOf('='))));
-    const setpriv = [
-      ...toolsDir.argv('setpriv'),
-      '--nnp',
-      `--bounding-set=-all,${DEFAULT_CAPABILITIES.map((c) => `+${c}`).join(',')}`,
-      '--inh-caps=-all',
-      `--regid=${user.gid}`,
-      ns.mapping === 'single' ? '--keep-groups' : user.groups.length ? `--groups=${user.groups.join(',')}` : '--clear-groups',
-      `--reuid=${user.uid}`,
-      // Changing uid clears the parent-death signal unshare --kill-child set; set it again.
-      '--pdeathsig=SIGKILL',
-      '--',
-    ];
+    const setpriv = privilegeDropArgv(toolsDir, user, ns);
     // With variables the loader acts on, the environment is applied by env(1) after setpriv has
     // dropped privileges, so an image's LD_PRELOAD never runs inside a privileged process.
-    const final = unsafeEnv ? [...setpriv, ...toolsDir.argv('env'), ...env, ...opts.command] : [...setpriv, ...opts.command];
-    let hostnameProgram = '';
-    if (ns.mode === 'rootless') {
-      if (tools.hostname) hostnameProgram = tools.hostname;
-      else warnings.push('hostname(1) is not installed; the sandbox keeps the host name');
-    }
-    let ip = '';
-    if (network === 'none') {
-      if (tools.ip) ip = tools.ip;
-      else warnings.push('ip(8) is not installed; lo stays down with --network=none');
-    }
-    const args = [
-      store.root,
+    const argvFor = (command: string[], notes: string[]) => sandboxArgv({
+      storeRoot: store.root,
       scratch,
-      tools.mount,
-      ns.mode === 'rootless' && !hostnameProgram ? '' : hostname,
-      hostnameProgram,
-      ip,
-      tools.pivotRoot,
-      limits.procs.join(':'),
-      limits.ulimit,
+      tools,
+      toolsDir,
+      ns,
+      hostname,
+      ownNetwork: network === 'none',
+      cgroupProcs: limits.procs,
+      ulimit: limits.ulimit,
       cwd,
-      toolsDir.argv('umount').join(' '),
-      ...mounts.words,
-      '--',
-      ...(unsafeEnv ? [] : env),
-      '--',
-      ...final,
-    ];
-    const unshareArgs = ['--mount', '--pid', '--fork', '--uts', '--ipc', ...(network === 'none' ? ['--net'] : []), '--kill-child', '--', tools.sh, '-c', SANDBOX_SCRIPT, 'kiln-sandbox', ...args];
+      words: mounts.words,
+      env: unsafeEnv ? [] : env,
+      final: unsafeEnv ? [...setpriv, ...toolsDir.argv('env'), ...env, ...command] : [...setpriv, ...command],
+      warnings: notes,
+    });
+    const unshareArgs = argvFor(opts.command, warnings);
 
     opts.signal?.throwIfAborted();
     phase('prepare');
@@ -407,6 +286,12 @@ export async function runStep(opts: RunStepOptions): Promise<RunStepResult> {
       });
     }
     phase('sandbox');
+    if (outcome.code !== 0 && opts.onFailure) {
+      // Mount-point stubs stay until the shell is done: its sandbox mounts the same things.
+      await opts.onFailure(() =>
+        interactiveShell([tools.setpriv, '--pdeathsig=SIGKILL', '--', tools.unshare, ...argvFor(['/bin/sh'], [])], mounts.pipes, work, opts.signal),
+      );
+    }
     preparer.removeStubs();
     if (outcome.code !== 0) {
       const code = outcome.code ?? 128 + signalNumber(outcome.signal);
@@ -507,103 +392,6 @@ export async function settleSandboxCleanup(): Promise<void> {
   while (pendingRemovals.size) await Promise.all([...pendingRemovals]);
 }
 
-/** A path for overlay options: relative to the store root when inside it (short), else absolute. */
-function storePath(storeRoot: string, path: string): string {
-  const rel = relative(storeRoot, path);
-  return rel.startsWith('..') ? path.replace(/[\\:,]/g, (c) => `\\${c}`) : rel;
-}
-
-let procCache: { masked: Array<{ name: string; dir: boolean }>; readonly: string[] } | undefined;
-
-/** Which of Docker's masked and read-only /proc paths this kernel has (the same in every PID namespace). */
-function procPaths(): NonNullable<typeof procCache> {
-  if (!procCache) {
-    procCache = { masked: [], readonly: [] };
-    for (const name of PROC_MASKED) {
-      const st = lstatSync(`/proc/${name}`, { throwIfNoEntry: false });
-      if (st) procCache.masked.push({ name, dir: st.isDirectory() });
-    }
-    for (const name of PROC_READONLY) if (lstatSync(`/proc/${name}`, { throwIfNoEntry: false })) procCache.readonly.push(name);
-  }
-  return procCache;
-}
-
-function checkUser(user: ExecUser, ns: NamespaceInfo, spec: string | undefined): void {
-  if (ns.mode === 'root') return;
-  if (ns.mapping === 'single') {
-    if (user.uid !== 0 || user.gid !== 0) {
-      throw new RunUserError(`USER ${spec} (uid ${user.uid}, gid ${user.gid}) cannot run: kiln's user namespace maps only root`, {
-        hint: 'install uidmap and give the user a range in /etc/subuid and /etc/subgid (kiln doctor shows how)',
-      });
-    }
-    return;
-  }
-  if (!isMapped(ns.uidMap, user.uid)) throw new RunUserError(`USER ${spec}: uid ${user.uid} is outside kiln's user namespace`, { hint: 'widen the user\'s range in /etc/subuid' });
-  if (!isMapped(ns.gidMap, user.gid)) throw new RunUserError(`USER ${spec}: gid ${user.gid} is outside kiln's user namespace`, { hint: 'widen the user\'s range in /etc/subgid' });
-  user.groups = user.groups.filter((g) => isMapped(ns.gidMap, g));
-}
-
-function buildEnv(env: string[], user: ExecUser): string[] {
-  const out: string[] = [];
-  const seen = new Set<string>();
-  for (const e of env) {
-    const eq = e.indexOf('=');
-    if (eq <= 0) continue;
-    const name = e.slice(0, eq);
-    if (!/^[^=\0]+$/.test(name)) continue;
-    // Later entries win, as in Docker.
-    if (seen.has(name)) out.splice(out.findIndex((x) => x.startsWith(`${name}=`)), 1);
-    seen.add(name);
-    out.push(e);
-  }
-  if (!seen.has('PATH')) out.push(`PATH=${DEFAULT_PATH}`);
-  if (!seen.has('HOME')) out.push(`HOME=${user.home}`);
-  return out;
-}
-
-/** The file a bind onto `path` would cover, or undefined when it is not a file kiln may replace. */
-function bindableFile(stack: LayerStack, path: string): string[] | undefined {
-  try {
-    const r = stack.resolve(path);
-    if (r.found && !r.found.stat.isFile()) return undefined;
-    return r.components;
-  } catch {
-    return undefined;
-  }
-}
-
-function hostResolvConf(): string {
-  try {
-    return readFileSync('/etc/resolv.conf', 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function hostsFile(hostname: string, extra: string[]): string {
-  const lines = [`127.0.0.1\tlocalhost ${hostname}`, '::1\tlocalhost ip6-localhost ip6-loopback'];
-  for (const e of extra) {
-    const i = e.indexOf(':');
-    if (i > 0) lines.push(`${e.slice(i + 1)}\t${e.slice(0, i)}`);
-  }
-  return `${lines.join('\n')}\n`;
-}
-
-/** /dev as Docker lays it out; device files are empty here and bind-mounted from the host's. */
-function makeDevSkeleton(dir: string): void {
-  mkdirSync(dir);
-  chmodSync(dir, 0o755);
-  for (const d of DEVICES) writeFileSync(join(dir, d), '');
-  // pipes: the mount point of a RUN heredoc script with a `#!` line (BuildKit runs it from /dev/pipes).
-  for (const d of ['pts', 'shm', 'pipes', SANDBOX_TOOLS_DIR.slice('/dev/'.length)]) mkdirSync(join(dir, d));
-  symlinkSync('/proc/self/fd', join(dir, 'fd'));
-  symlinkSync('/proc/self/fd/0', join(dir, 'stdin'));
-  symlinkSync('/proc/self/fd/1', join(dir, 'stdout'));
-  symlinkSync('/proc/self/fd/2', join(dir, 'stderr'));
-  symlinkSync('pts/ptmx', join(dir, 'ptmx'));
-  lchownSync(dir, 0, 0);
-}
-
 interface HelperOutcome {
   started: boolean;
   startedAt: number;
@@ -661,6 +449,38 @@ function launch(o: HelperOptions): HelperHandle {
     // Once reaped, the process group id may be reused: never signal it then.
     kill: () => reaped || killGroup(child),
   };
+}
+
+/**
+ * Runs a sandbox helper on kiln's terminal (stdin, stdout, stderr inherited) and answers its exit
+ * status. The overlay work dir of the failed step is reused: a `volatile` mount leaves a marker
+ * that refuses a second mount until it is removed.
+ */
+async function interactiveShell(argv: string[], pipes: Buffer[], work: string, signal: AbortSignal | undefined): Promise<number> {
+  await fsp.rm(join(work, 'work', 'incompat'), { recursive: true, force: true }).catch(() => undefined);
+  await fsp.rm(join(work, 'incompat'), { recursive: true, force: true }).catch(() => undefined);
+  const child = spawn(argv[0]!, argv.slice(1), {
+    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe', ...pipes.map(() => 'pipe' as const)],
+    // Its own session, as every sandbox: Ctrl-C reaches kiln, which cancels the build (and the shell).
+    detached: true,
+  });
+  pipes.forEach((value, i) => {
+    const pipe = child.stdio[4 + i] as Writable;
+    pipe.on('error', () => undefined);
+    pipe.end(value);
+  });
+  (child.stdio[3] as Readable).resume();
+  const onAbort = () => killGroup(child);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.once('error', (err) => reject(new SandboxError(`cannot start the shell: ${err.message}`, { cause: err })));
+      child.once('close', (code, sig) => resolve(code ?? 128 + signalNumber(sig)));
+    });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 async function runHelper(o: HelperOptions): Promise<HelperOutcome> {

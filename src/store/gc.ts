@@ -32,6 +32,8 @@ export interface GcContext {
   tmpDir: string;
   /** Digests the build cache's records keep alive (roots, like leased digests). */
   cachePins?: () => Promise<Digest[]>;
+  /** Images containers were made from (roots: a container needs its image's layers). */
+  containerPins?: () => Promise<Digest[]>;
 }
 
 export interface GcResult {
@@ -94,6 +96,7 @@ export async function collectGarbage(
       await marker.visit({ digest: d });
     }
   }
+  for (const d of (await ctx.containerPins?.()) ?? []) await marker.visit({ digest: d });
   for (const d of (await ctx.cachePins?.()) ?? []) {
     liveDiffIDs.add(d);
     await marker.visit({ digest: d });
@@ -207,6 +210,30 @@ export class Marker {
       return undefined;
     }
   }
+}
+
+/**
+ * The images the store's containers use: `imageDigest` of every `containers/<id>/container.json`
+ * (the container's own directory, upper dir included, is not the collector's: `kiln rm` removes it).
+ */
+export async function containerImagePins(storeRoot: string): Promise<Digest[]> {
+  const dir = join(storeRoot, 'containers');
+  let ids: string[];
+  try {
+    ids = await fsp.readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: Digest[] = [];
+  for (const id of ids) {
+    try {
+      const rec = JSON.parse(await fsp.readFile(join(dir, id, 'container.json'), 'utf8')) as { imageDigest?: unknown };
+      if (typeof rec.imageDigest === 'string' && isDigest(rec.imageDigest)) out.push(rec.imageDigest);
+    } catch {
+      // a container being created or removed
+    }
+  }
+  return out;
 }
 
 /** Removes temp files and directories whose owning process is gone. */

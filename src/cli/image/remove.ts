@@ -33,6 +33,8 @@ export async function runRmi(root: string, refs: string[], options: RmiOptions):
       // Each removal changes the store: resolve every reference against its current state.
       const { image, name } = await new Catalog(store).find(ref, 'rmi', displayRef(ref));
       if (!name && image.record.names.length > 1 && !options.force) throw new ImageReferencedError(shortId(image.id));
+      // The last reference to an image a container uses stays unless forced (the container keeps its layers either way).
+      if (!options.force && (!name || image.record.names.length <= 1)) await refuseIfInUse(root, image.record.digest, image.id, name);
       const result = await store.remove(name ?? image.record.digest, { force: options.force });
       const lines = result.untagged.map((n) => `Untagged: ${familiar(n)}`);
       for (const d of result.deleted) lines.push(`Deleted: ${d === image.record.digest ? image.id : d}`);
@@ -47,6 +49,18 @@ export async function runRmi(root: string, refs: string[], options: RmiOptions):
   if (!errors.length) return;
   for (const err of errors.slice(0, -1)) process.stderr.write(`kiln: ${err.describe()}\n`);
   throw errors[errors.length - 1];
+}
+
+/** docker's refusal to remove an image a container was created from. */
+async function refuseIfInUse(root: string, digest: Digest, id: Digest, name: string | undefined): Promise<void> {
+  const { ContainerStore, isRunning, shortContainerId } = await import('../../run/containers.js');
+  const users = (await ContainerStore.open(root).list()).filter((c) => c.imageDigest === digest);
+  if (!users.length) return;
+  const user = users.find(isRunning) ?? users[0]!;
+  const message = name
+    ? `conflict: unable to remove repository reference "${familiar(name)}" (must force) - container ${shortContainerId(user.id)} is using its referenced image ${shortId(id)}`
+    : `conflict: unable to delete ${shortId(id)} (must be forced) - image is being used by ${isRunning(user) ? 'running' : 'stopped'} container ${shortContainerId(user.id)}`;
+  throw new KilnError('IMAGE_IN_USE', message, { hint: `remove the container first (kiln rm ${user.name}), or use rmi -f` });
 }
 
 export interface PruneOptions {
