@@ -25,7 +25,19 @@ export type BuildEvent =
   | { type: 'vertex-error'; id: number; time: number; durationMs: number; message: string }
   | { type: 'vertex-miss'; id: number; reasons: string[]; time: number }
   | { type: 'warning'; message: string; line?: number; time: number }
-  | { type: 'build-done'; time: number; digest?: string };
+  /** The build began; its record (logs, steps) is kept under this id (`kiln logs --build ID`). */
+  | { type: 'build-start'; build: string; time: number; logDir?: string }
+  /**
+   * An interactive shell opened in a failed step's sandbox (`--on-failure=shell`), then closed:
+   * renderers stop drawing while it is open, since the terminal belongs to the shell.
+   */
+  | { type: 'vertex-shell'; id: number; state: 'open' | 'closed'; time: number }
+  | { type: 'build-done'; time: number; digest?: string; error?: string; durationMs?: number }
+  /** A step's layer sent to a `--cache-to` target: bytes sent (0 when it was there already) and time. */
+  | { type: 'cache-export'; target: string; step: string; digest: string; bytes: number; status: 'pushed' | 'exists' | 'mounted' | 'written'; durationMs: number; time: number };
+
+/** The `type` of every event this version emits; consumers must skip types they do not know. */
+export type BuildEventType = BuildEvent['type'];
 
 export type EventSink = (event: BuildEvent) => void;
 
@@ -79,6 +91,18 @@ export class Vertex {
     });
   }
 
+  items(current: number, total?: number, label?: string): void {
+    this.progress.emit({
+      type: 'vertex-progress',
+      id: this.info.id,
+      current,
+      unit: 'items',
+      ...(total !== undefined ? { total } : {}),
+      ...(label ? { label } : {}),
+      time: Date.now(),
+    });
+  }
+
   miss(reasons: string[]): void {
     this.progress.emit({ type: 'vertex-miss', id: this.info.id, reasons, time: Date.now() });
   }
@@ -90,6 +114,16 @@ export class Vertex {
   done(): void {
     const time = Date.now();
     this.progress.emit({ type: 'vertex-done', id: this.info.id, time, durationMs: time - this.started });
+  }
+
+  /** Runs `open` with renderers paused: the terminal is the shell's until it returns. */
+  async shell<T>(open: () => Promise<T>): Promise<T> {
+    this.progress.emit({ type: 'vertex-shell', id: this.info.id, state: 'open', time: Date.now() });
+    try {
+      return await open();
+    } finally {
+      this.progress.emit({ type: 'vertex-shell', id: this.info.id, state: 'closed', time: Date.now() });
+    }
   }
 
   fail(message: string): void {

@@ -7,53 +7,89 @@
  *   #3 DONE 1.2s
  *   #4 [build 3/4] COPY . /app
  *   #4 CACHED
+ *
+ * Byte progress (pulls, pushes, exports) prints at most once a second per vertex, with its rate, and
+ * once when complete. Event types it does not know are skipped.
  */
 import type { BuildEvent } from '../build/events.js';
 
 export function plainRenderer(write: (text: string) => void): (event: BuildEvent) => void {
   const started = new Map<number, number>();
   const partial = new Map<number, string>();
+  const progress = new Map<string, { first: number; firstBytes: number; printed: number }>();
+  // While a shell owns the terminal, lines wait here.
+  let held: string[] | undefined;
+  const out = (text: string): void => {
+    if (held) held.push(text);
+    else write(text);
+  };
   const flush = (id: number): void => {
     const rest = partial.get(id);
-    if (rest) write(`#${id} ${elapsed(started.get(id))} ${rest}\n`);
+    if (rest) out(`#${id} ${elapsed(started.get(id))} ${rest}\n`);
     partial.delete(id);
   };
   return (event) => {
     switch (event.type) {
       case 'vertex-start':
         started.set(event.vertex.id, event.time);
-        write(`#${event.vertex.id} ${event.vertex.name}\n`);
+        out(`#${event.vertex.id} ${event.vertex.name}\n`);
         break;
       case 'vertex-log': {
         const text = (partial.get(event.id) ?? '') + event.data.toString('utf8');
         const lines = text.split('\n');
         partial.set(event.id, lines.pop() ?? '');
         const at = elapsed(started.get(event.id), event.time);
-        for (const line of lines) write(`#${event.id} ${at} ${line}\n`);
+        for (const line of lines) out(`#${event.id} ${at} ${line}\n`);
         break;
       }
-      case 'vertex-progress':
-        if (event.total !== undefined && event.current === event.total) {
-          write(`#${event.id} ${event.label ?? 'transferred'} ${formatBytes(event.current)}\n`);
+      case 'vertex-progress': {
+        const k = `${event.id} ${event.label ?? ''}`;
+        let p = progress.get(k);
+        if (!p) {
+          p = { first: event.time, firstBytes: event.current, printed: 0 };
+          progress.set(k, p);
         }
+        const complete = event.total !== undefined && event.current >= event.total;
+        if (!complete && event.time - p.printed < 1000) break;
+        p.printed = event.time;
+        const label = event.label ?? 'transferred';
+        if (event.unit === 'items') {
+          out(`#${event.id} ${label} ${event.current}${event.total !== undefined ? `/${event.total}` : ''}${complete ? ' done' : ''}\n`);
+          break;
+        }
+        const amount = event.total !== undefined && !complete ? `${formatBytes(event.current)} / ${formatBytes(event.total)}` : formatBytes(event.current);
+        const rate = formatRate(event.current - p.firstBytes, event.time - p.first);
+        out(`#${event.id} ${label} ${amount}${rate ? ` ${rate}` : ''}\n`);
         break;
+      }
       case 'vertex-cached':
         flush(event.vertex.id);
-        write(`#${event.vertex.id} CACHED\n`);
+        out(`#${event.vertex.id} CACHED\n`);
         break;
       case 'vertex-miss':
-        for (const r of event.reasons) write(`#${event.id} cache miss: ${r}\n`);
+        for (const r of event.reasons) out(`#${event.id} cache miss: ${r}\n`);
         break;
       case 'vertex-done':
         flush(event.id);
-        write(`#${event.id} DONE ${(event.durationMs / 1000).toFixed(1)}s\n`);
+        out(`#${event.id} DONE ${(event.durationMs / 1000).toFixed(1)}s\n`);
         break;
       case 'vertex-error':
         flush(event.id);
-        write(`#${event.id} ERROR: ${event.message}\n`);
+        out(`#${event.id} ERROR: ${event.message}\n`);
+        break;
+      case 'vertex-shell':
+        if (event.state === 'open') {
+          flush(event.id);
+          write(`#${event.id} opening a shell in the failed step (exit it to end the build)\n`);
+          held = [];
+        } else {
+          const lines = held ?? [];
+          held = undefined;
+          for (const l of lines) write(l);
+        }
         break;
       case 'warning':
-        write(`WARNING: ${event.message}${event.line !== undefined ? ` (line ${event.line})` : ''}\n`);
+        out(`WARNING: ${event.message}${event.line !== undefined ? ` (line ${event.line})` : ''}\n`);
         break;
       default:
         break;
@@ -75,4 +111,14 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${v.toFixed(2)}${units[i]}`;
+}
+
+/** `12.30MB/s`, or '' when too little time passed to say. */
+export function formatRate(bytes: number, ms: number): string {
+  if (ms < 100 || bytes <= 0) return '';
+  return `${formatBytes(Math.round((bytes * 1000) / ms))}/s`;
+}
+
+export function formatDuration(ms: number): string {
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
 }
