@@ -25,6 +25,8 @@ export interface ImageOptions {
   /** RFC 3339 creation time; default now. */
   created?: string;
   labels?: Record<string, string>;
+  /** Extra top-level config fields (inline build cache: `kiln.cache.v0`). */
+  configFields?: Record<string, unknown>;
   lease?: Lease;
 }
 
@@ -37,7 +39,7 @@ export async function stateImage(store: Store, state: StageState, options: Image
   if (options.labels && Object.keys(options.labels).length) {
     config.config = { ...config.config, Labels: { ...config.config?.Labels, ...options.labels } };
   }
-  const rawConfig = Buffer.from(JSON.stringify(config));
+  const rawConfig = Buffer.from(JSON.stringify(options.configFields ? { ...config, ...options.configFields } : config));
   const configBlob = await store.writeBlob(rawConfig, options.lease ? { lease: options.lease } : {});
   const annotations: Record<string, string> = { [Annotation.created]: created };
   if (state.base) {

@@ -45,9 +45,9 @@ import { OciLayout, type BlobSource, type WrittenBlob } from '../oci/layout/layo
 import { writeImage, writeImageIndex } from '../oci/layout/write.js';
 import { MediaType, isIndexMediaType, layerCompression, layerMediaType } from '../oci/mediatypes.js';
 import { Annotation, type Descriptor, type Index, type Platform } from '../oci/types.js';
-import { CompressedMappings, type LayerCompression } from './compressed.js';
+import { CompressedMappings, type CompressedRecord, type LayerCompression } from './compressed.js';
 import { AmbiguousImageError, ImageConflictError, ImageNotFoundError } from './errors.js';
-import { collectGarbage, liveLeases, sweepTemp, treeSize, type GcContext, type GcResult } from './gc.js';
+import { collectGarbage, containerImagePins, liveLeases, sweepTemp, treeSize, type GcContext, type GcResult } from './gc.js';
 import { defaultLayerCodec, type LayerCodec } from './layer-codec.js';
 import { Lease, createLease, leaseExpired, readLeases, type CreateLeaseOptions, type LeaseRecord } from './leases.js';
 import { BuildCacheRecords } from './build-cache.js';
@@ -367,6 +367,14 @@ export class Store {
   }
 
   /**
+   * Records that `rec.digest` (already in the store) is `rec.diffID` compressed, so a later push or
+   * export sends that blob as it is: a layer fetched compressed from a cache keeps its digest.
+   */
+  async recordCompressed(rec: CompressedRecord): Promise<void> {
+    await this.compressed.set(rec);
+  }
+
+  /**
    * Length of a layer's uncompressed tar (what `kiln images` adds up): the plain blob's size when
    * the store has it, else counted once by decompressing the stored variant and remembered with it.
    * Reading a gzip trailer is not enough: it holds only the last member's size, and kiln's parallel
@@ -465,6 +473,7 @@ export class Store {
       leasesDir: this.leasesDir,
       tmpDir: this.tmpDir,
       cachePins: () => this.buildCache.pinned(),
+      containerPins: () => containerImagePins(this.root),
     };
   }
 
@@ -483,7 +492,8 @@ export class Store {
       const cacheRecordsRemoved = opts.all || opts.buildCache ? await this.buildCache.clear() : 0;
       const index = await this.layout.readIndex();
       const leases = await liveLeases(this.leasesDir);
-      const leased = new Set(leases.live.flatMap((l) => l.digests));
+      // Images of containers stay, as leased ones do.
+      const leased = new Set([...leases.live.flatMap((l) => l.digests), ...(await containerImagePins(this.root))]);
       const doomed = index.manifests.filter((d) => !leased.has(d.digest) && (opts.all || refNameOf(d) === undefined));
       const kept: Index = { ...index, manifests: index.manifests.filter((d) => !doomed.includes(d)) };
       if (doomed.length) await this.layout.writeIndex(kept);
