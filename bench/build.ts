@@ -22,8 +22,12 @@
  * (default 1), since they are the slowest part of the bench; their later runs rebuild in the first
  * run's store.
  *
+ * CPU time (user + system, kiln and the processes it waited for) is reported beside wall time:
+ * on a shared, loaded machine it moves much less than wall time does.
+ *
  * Options: --runs=N, --cold-big=N, --only=NAME[,NAME...], --small (bigfile 256 MiB, bigcontext
- * 5,000 files, for a quick look), --keep (leave the temp dir), --dir=PATH (where to put it).
+ * 5,000 files, for a quick look), --keep (leave the temp dir), --dir=PATH (where to put it),
+ * --kiln=PATH (another checkout's bin/kiln.js, to compare two versions in the same conditions).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
@@ -35,7 +39,7 @@ import { loadBusybox } from '../test/helpers/busybox.js';
 
 const MiB = 1024 * 1024;
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const KILN = join(REPO, 'bin/kiln.js');
+let KILN = join(REPO, 'bin/kiln.js');
 const TIME = '/usr/bin/time';
 const BASE = 'kiln-test/busybox:latest';
 
@@ -191,17 +195,19 @@ function workloads(small: boolean): Workload[] {
 
 interface Sample {
   seconds: number;
+  /** User + system CPU seconds. */
+  cpu: number;
   rssMiB: number;
 }
 
 /** Runs argv under /usr/bin/time; throws on failure. */
 function timed(argv: string[], timeFile: string): Sample {
   const start = process.hrtime.bigint();
-  const r = spawnSync(TIME, ['-f', '%M', '-o', timeFile, ...argv], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawnSync(TIME, ['-f', '%M %U %S', '-o', timeFile, ...argv], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr.trim().slice(-2000)}`);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  const m = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!;
-  return { seconds, rssMiB: Number(m) / 1024 };
+  const [rss, user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { seconds, cpu: user! + sys!, rssMiB: rss! / 1024 };
 }
 
 function build(store: string, ctx: string, tag: string, timeFile: string): Sample {
@@ -245,6 +251,7 @@ async function main(): Promise<void> {
   const only = opt('only')?.split(',');
   const small = args.includes('--small');
   const keep = args.includes('--keep');
+  KILN = opt('kiln') ?? KILN;
   ensureTools();
   const top = mkdtempSync(join(opt('dir') ?? tmpdir(), 'kiln-bench-build-'));
   const cleanup = () => {
@@ -319,7 +326,7 @@ async function main(): Promise<void> {
   }
 
   const table: string[][] = [
-    ['workload', 'scenario', 'n', 'kiln s', 'peak RSS MiB', 'cp -a s', 'tar|pigz s', 'kiln/pigz', 'BuildKit s', 'Buildah s', 'kiln/BuildKit'],
+    ['workload', 'scenario', 'n', 'kiln s', 'kiln cpu s', 'peak RSS MiB', 'cp -a s', 'tar|pigz s', 'kiln/pigz', 'BuildKit s', 'Buildah s', 'kiln/BuildKit'],
   ];
   for (const r of rows) {
     const s = median(r.samples.map((x) => x.seconds));
@@ -329,6 +336,7 @@ async function main(): Promise<void> {
       r.scenario,
       String(r.samples.length),
       s.toFixed(2),
+      median(r.samples.map((x) => x.cpu)).toFixed(2),
       Math.max(...r.samples.map((x) => x.rssMiB)).toFixed(0),
       r.cp === undefined ? '-' : r.cp.toFixed(3),
       r.pigz === undefined ? '-' : r.pigz.toFixed(3),

@@ -8,9 +8,12 @@ import { openStore, type Store } from '../store/index.js';
 
 export async function openStoreForCommand(root: string, options: { namespace?: boolean } = {}): Promise<Store> {
   if (!options.namespace) return openStore({ root });
-  const { currentNamespace, ensureNamespace, squashedLayerCodec } = await import('../sandbox/index.js');
+  // Only the namespace module: the rest of the sandbox loads when a step needs it.
+  const { currentNamespace, ensureNamespace } = await import('../sandbox/userns.js');
   await ensureNamespace();
+  if (!currentNamespace()?.squashed) return openStore({ root });
   // With a single-id mapping, unpacked files are owned by root and their real owners are kept
   // beside the snapshot, so the layers kiln writes still carry the image's ownership.
-  return currentNamespace()?.squashed ? openStore({ root, layerCodec: squashedLayerCodec() }) : openStore({ root });
+  const { squashedLayerCodec } = await import('../sandbox/squash.js');
+  return openStore({ root, layerCodec: squashedLayerCodec() });
 }

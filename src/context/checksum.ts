@@ -18,7 +18,7 @@
  * the same whoever owns them; the header always says 0.
  */
 import { createHash } from 'node:crypto';
-import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
+import { createRequire } from 'node:module';
 import { InputFileError } from '../errors.js';
 import { sha256, type Digest } from '../oci/digest.js';
 
@@ -117,6 +117,18 @@ export function headerDigest(h: HeaderInput): Digest {
  * header keeps `security.capability` but no other `security.*` or `system.*` name (SELinux labels
  * and ACLs would otherwise make keys differ between machines).
  */
+let xattr: typeof import('@napi-rs/xattr') | undefined;
+
+/**
+ * The native xattr module, loaded on first use: a rebuild whose files and directories all come
+ * from the digest index reads no xattrs, and loading the addon costs more than the rest of a small
+ * context's checksum.
+ */
+function xattrModule(): typeof import('@napi-rs/xattr') {
+  xattr ??= createRequire(import.meta.url)('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
+  return xattr;
+}
+
 export const XATTR_RULE = {
   /** Names with these prefixes are left out... */
   skipPrefixes: ['com.apple.', 'security.', 'system.'],
@@ -148,6 +160,7 @@ function xattrErrno(err: unknown): string | undefined {
  * @throws InputFileError when they cannot be listed.
  */
 export function readHashedXattrs(abs: string, display: string): Array<[string, Buffer]> {
+  const { getAttributeSync, listAttributesSync } = xattrModule();
   let names: string[];
   try {
     names = listAttributesSync(abs);
@@ -173,15 +186,10 @@ export function readHashedXattrs(abs: string, display: string): Array<[string, B
 
 /** A directory's recursive digest from its header digest and its children's (sorted by name). */
 export function directoryDigest(header: Digest, children: ReadonlyArray<readonly [string, Digest]>): Digest {
-  const h = createHash('sha256');
-  h.update('\0');
-  h.update(header);
-  for (const [name, digest] of children) {
-    h.update('\0');
-    h.update(name);
-    h.update(digest);
-  }
-  return `sha256:${h.digest('hex')}`;
+  // One update of the whole record: the hash is the same, and a big directory costs one call, not three per child.
+  let record = `\0${header}`;
+  for (const [name, digest] of children) record += `\0${name}${digest}`;
+  return `sha256:${createHash('sha256').update(record).digest('hex')}`;
 }
 
 /**

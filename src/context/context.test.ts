@@ -178,3 +178,32 @@ describe('manifests', () => {
     expect(diffManifests(wild, wild)).toEqual({ added: [], removed: [], changed: [] });
   });
 });
+
+describe('directory checksums across builds', () => {
+  it('are remembered, and a directory whose metadata changed is examined again', async () => {
+    const { setAttributeSync } = await import('@napi-rs/xattr');
+    const { chmod } = await import('node:fs/promises');
+    await tree('app/', 'app/lib/', 'app/lib/a.txt=a', 'app/b.txt=b');
+    const first = await (await open()).checksum('app');
+    // Let the index entries age past the racy window, then check that a fresh context agrees.
+    await new Promise((r) => setTimeout(r, 50));
+    const again = await open();
+    expect(await again.checksum('app')).toBe(first);
+    await again.close();
+    expect(await (await open()).checksum('app')).toBe(first);
+
+    // A directory's own xattrs are part of its checksum: setting one changes ctime, so it is read anew.
+    let xattrDigest = first;
+    try {
+      setAttributeSync(join(ctxDir, 'app/lib'), 'user.kiln.test', Buffer.from('1'));
+      xattrDigest = await (await open()).checksum('app');
+      expect(xattrDigest).not.toBe(first);
+    } catch (err) {
+      if (!String(err).includes('os error 95')) throw err; // no user xattrs on this file system
+    }
+    await chmod(join(ctxDir, 'app/lib'), 0o700);
+    const chmodded = await (await open()).checksum('app');
+    expect(chmodded).not.toBe(xattrDigest);
+    expect(chmodded).not.toBe(first);
+  });
+});

@@ -130,6 +130,8 @@ export class BuildContext {
   readonly stats: ContextStats = { filesRead: 0, indexHits: 0 };
   private treePromise: Promise<ContextTree> | undefined;
   private indexPromise: Promise<DigestIndex> | undefined;
+  /** The index once loaded (header digests look it up synchronously). */
+  private loadedIndex: DigestIndex | undefined;
   private pool: HashPool | undefined;
   private readonly inlineLimit = pLimit(INLINE_CONCURRENCY);
   private flushChain: Promise<void> = Promise.resolve();
@@ -209,18 +211,23 @@ export class BuildContext {
   async checksum(path: string, options: ChecksumOptions = {}): Promise<Digest> {
     const pattern = '/' + contextPath(path);
     const tree = pattern === '/' ? await this.treeForWholeContext() : await this.tree();
-    if (!((options.wildcard ?? true) && containsWildcards(pattern))) {
-      const r = resolveIn(tree, pattern, options.followLinks ?? false);
-      if (!r.node) throw new ContextPathNotFoundError(path);
-      await this.prepare([r.node]);
-      return this.digestOf(r.node);
+    const index = await this.index();
+    try {
+      if (!((options.wildcard ?? true) && containsWildcards(pattern))) {
+        const r = resolveIn(tree, pattern, options.followLinks ?? false);
+        if (!r.node) throw new ContextPathNotFoundError(path);
+        await this.prepare([r.node]);
+        return this.digestOf(r.node);
+      }
+      const items = this.expandWildcard(tree, pattern, options.followLinks ?? false);
+      await this.prepare(items.filter((i) => i.scope === 'whole').map((i) => i.node));
+      if (items.length === 0) return EMPTY_DIGEST;
+      const digests = items.map((i) => (i.scope === 'header' ? this.headerOf(i.node) : this.digestOf(i.node)));
+      if (items.length === 1 && basename(pattern) === basename(items[0]!.display)) return digests[0]!;
+      return fileListDigest(items.map((i, n) => [i.rel, digests[n]!]));
+    } finally {
+      if (index.isDirty) this.scheduleFlush(index);
     }
-    const items = this.expandWildcard(tree, pattern, options.followLinks ?? false);
-    await this.prepare(items.filter((i) => i.scope === 'whole').map((i) => i.node));
-    if (items.length === 0) return EMPTY_DIGEST;
-    const digests = items.map((i) => (i.scope === 'header' ? this.headerOf(i.node) : this.digestOf(i.node)));
-    if (items.length === 1 && basename(pattern) === basename(items[0]!.display)) return digests[0]!;
-    return fileListDigest(items.map((i, n) => [i.rel, digests[n]!]));
   }
 
   /**
@@ -231,6 +238,7 @@ export class BuildContext {
   async manifest(paths: string | readonly string[], options: ChecksumOptions = {}): Promise<ContextManifest> {
     const list = typeof paths === 'string' ? [paths] : paths;
     const tree = list.some((p) => contextPath(p) === '') ? await this.treeForWholeContext() : await this.tree();
+    await this.index();
     const roots: Array<{ node: ContextNode; scope: Item['scope'] }> = [];
     for (const path of list) {
       const pattern = '/' + contextPath(path);
@@ -255,6 +263,7 @@ export class BuildContext {
       add(r.node);
       if (r.scope === 'whole') for (const d of descendants(r.node)) add(d);
     }
+    if (this.loadedIndex?.isDirty) this.scheduleFlush(this.loadedIndex);
     return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
@@ -306,7 +315,10 @@ export class BuildContext {
   }
 
   private index(): Promise<DigestIndex> {
-    this.indexPromise ??= DigestIndex.open(this.indexFile, this.root);
+    this.indexPromise ??= DigestIndex.open(this.indexFile, this.root).then((index) => {
+      this.loadedIndex = index;
+      return index;
+    });
     return this.indexPromise;
   }
 
@@ -563,7 +575,19 @@ export class BuildContext {
       node.header = EMPTY_DIGEST;
       return node.header;
     }
+    // Directories and symlinks are remembered in the index like files (their xattrs are the only
+    // part of the header not in the stat, and changing them changes ctime), so a rebuild reads none.
+    const index = this.loadedIndex;
+    if (index && walkIsExact(node)) {
+      const cached = index.lookupStats(node);
+      if (cached) {
+        node.header = cached;
+        return cached;
+      }
+    }
     const abs = join(this.root, node.path);
+    const hashedAtMs = Date.now();
+    const before = index ? lstatSync(abs, { bigint: true, throwIfNoEntry: false }) : undefined;
     let xattrs: Array<[string, Buffer]> = [];
     try {
       xattrs = readHashedXattrs(abs, node.path);
@@ -578,18 +602,27 @@ export class BuildContext {
       linkTarget: node.targetBytes,
       xattrs,
     });
+    if (index && before) {
+      // Remembered only when the entry stood still while its xattrs were read, and is what the walk saw.
+      const after = lstatSync(abs, { bigint: true, throwIfNoEntry: false });
+      const stamp = stampOf(before);
+      if (after && sameStamp(stamp, stampOf(after)) && basisMatches(node, undefined, stamp)) {
+        index.record(stamp, node.header, hashedAtMs);
+        node.key = stampKey(stamp);
+      }
+    }
     return node.header;
   }
 
   // -- persistence -------------------------------------------------------------------------------
 
-  /** Index keys of the files in the context: those the index may keep. */
-  private liveKeys(tree: ContextTree): Set<bigint> {
-    const keys = new Set<bigint>();
+  /** Index keys of the entries in the context (files, directories, symlinks): those the index may keep. */
+  private liveKeys(tree: ContextTree): Set<string> {
+    const keys = new Set<string>();
     for (const n of tree.byPath.values()) {
-      if (n.type !== 'file') continue;
+      if (n.path === '') continue;
       // Files not examined in this session are known only from the walk's (double precision) stat.
-      keys.add(n.key ?? stampKey({ dev: BigInt(n.dev), ino: BigInt(n.ino) }));
+      keys.add(n.key ?? stampKey(n));
     }
     return keys;
   }

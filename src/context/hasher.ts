@@ -13,7 +13,7 @@ import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Digest } from '../oci/digest.js';
 import { XATTR_RULE } from './checksum.js';
 
@@ -304,6 +304,8 @@ export class HashPool {
   private spawn(): Slot {
     this.source ??= workerSource(createRequire(import.meta.url).resolve('@napi-rs/xattr'));
     // No inherited loaders or flags (tsx, inspector): the program is plain CommonJS.
+    // Loaded with the first thread: a build whose context needs no hashing never loads it.
+    const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
     const worker = new Worker(this.source, { eval: true, execArgv: [] });
     const slot: Slot = { worker, batches: new Map(), dead: false };
     const fail = (err: unknown): void => {

@@ -10,7 +10,7 @@ import { InputFileError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { entryTypeOf, type EntryType } from './checksum.js';
 import { compareNames } from './ignore/gopath.js';
-import { walk, type WalkFilter } from './ignore/index.js';
+import { walkSync, walkUnfiltered, type WalkFilter } from './ignore/index.js';
 
 /**
  * The parts of an `lstat` the checksums need. Nodes keep these numbers rather than the `Stats`
@@ -27,9 +27,12 @@ export interface StatLike {
   readonly ctimeMs: number;
 }
 
+/** The children of every node that is not a directory (frozen: nothing is ever added to it). */
+const NO_CHILDREN: ContextNode[] = Object.freeze([]) as unknown as ContextNode[];
+
 export class ContextNode implements StatLike {
-  /** Filled in by the scanner for directories, sorted by name (UTF-8 byte order). */
-  readonly children: ContextNode[] = [];
+  /** Filled in by the scanner for directories, sorted by name (UTF-8 byte order); empty for the rest. */
+  readonly children: ContextNode[];
   /** Checksum of this entry; for a directory, the recursive one. */
   digest: Digest | undefined;
   /** Directories and symlinks: the digest of their own header. */
@@ -37,7 +40,7 @@ export class ContextNode implements StatLike {
   /** A content hash in progress (regular files), shared by concurrent callers. */
   pending: Promise<void> | undefined;
   /** Index key (device and inode) from the full-precision stat taken when the digest was sought. */
-  key: bigint | undefined;
+  key: string | undefined;
 
   // The entry's lstat as the walk saw it.
   readonly dev: number;
@@ -58,6 +61,8 @@ export class ContextNode implements StatLike {
     readonly target?: string,
     readonly targetBytes?: Buffer,
   ) {
+    // Only directories get a list of their own: a big context is mostly files.
+    this.children = type === 'dir' ? [] : NO_CHILDREN;
     this.dev = st.dev;
     this.ino = st.ino;
     this.mode = st.mode;
@@ -88,28 +93,40 @@ export async function scanContext(
 ): Promise<ContextTree> {
   const root = new ContextNode('', '', 'dir', rootStats);
   const byPath = new Map<string, ContextNode>([['', root]]);
-  for await (const e of walk(realRoot, filter)) {
-    const slash = e.path.lastIndexOf('/');
-    const parentPath = slash < 0 ? '' : e.path.slice(0, slash);
-    const parent = byPath.get(parentPath);
-    // The walk reports parents before children, late-reported directories included.
-    if (!parent) throw new Error(`context walk reported ${e.path} before its directory`);
-    const type = entryTypeOf(e.stats.mode);
+  const add = (parent: ContextNode, path: string, name: string, stats: Stats): ContextNode => {
+    const type = entryTypeOf(stats.mode);
     let node: ContextNode;
     if (type === 'symlink') {
       let raw: Buffer;
       try {
-        raw = readlinkSync(`${realRoot}/${e.path}`, { encoding: 'buffer' });
+        raw = readlinkSync(`${realRoot}/${path}`, { encoding: 'buffer' });
       } catch (err) {
-        throw new InputFileError(e.path, `cannot read symlink: ${(err as Error).message}`, { cause: err });
+        throw new InputFileError(path, `cannot read symlink: ${(err as Error).message}`, { cause: err });
       }
-      node = new ContextNode(e.path, e.path.slice(slash + 1), type, e.stats, raw.toString('utf8'), raw);
+      node = new ContextNode(path, name, type, stats, raw.toString('utf8'), raw);
     } else {
-      node = new ContextNode(e.path, e.path.slice(slash + 1), type, e.stats);
+      node = new ContextNode(path, name, type, stats);
     }
+    // The walk descends by what the listing said; a directory replaced meanwhile is not one now.
+    if (parent.type !== 'dir') throw new InputFileError(parent.path, 'changed while the build was reading the context');
     parent.children.push(node);
-    byPath.set(e.path, node);
+    byPath.set(path, node);
     if (type === 'file') onFile?.(node);
+    return node;
+  };
+  if (!filter.include && !filter.exclude) {
+    // No ignore rules: the plain walk, without the filter's generators (a big context's no-op
+    // rebuild is mostly this walk). It lists each directory in name order already.
+    walkUnfiltered(realRoot, root, add);
+    return { root, byPath };
+  } else {
+    for (const e of walkSync(realRoot, filter)) {
+      const slash = e.path.lastIndexOf('/');
+      const parent = byPath.get(slash < 0 ? '' : e.path.slice(0, slash));
+      // The walk reports parents before children, late-reported directories included.
+      if (!parent) throw new Error(`context walk reported ${e.path} before its directory`);
+      add(parent, e.path, e.path.slice(slash + 1), e.stats);
+    }
   }
   for (const n of byPath.values()) {
     if (n.children.length > 1) n.children.sort((a, b) => compareNames(a.name, b.name));

@@ -1,5 +1,6 @@
 /** COPY and ADD with BuildKit's semantics, producing the step's layer directly (no mounts). */
 export { copyLayer, type CopyLayer } from './layer.js';
+export { ContextFS } from './context-fs.js';
 export { normalizeDest, planCopy } from './plan.js';
 export type { CopyOptions, CopyPlan, CopyRequest, CopyWarning } from './types.js';
 export { applyChmod, createdDirMode, parseChmod, type ChmodSpec } from './chmod.js';

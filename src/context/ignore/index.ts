@@ -22,6 +22,8 @@ export {
   WalkFilter,
   visitWalk,
   walk,
+  walkSync,
+  walkUnfiltered,
   type FilterOptions,
   type FilterSpec,
   type WalkEntry,
