@@ -33,12 +33,16 @@ import { formatReference, normalizeReference } from '../oci/reference.js';
 import type { ImageConfig, Platform } from '../oci/types.js';
 import type { Lease, Store } from '../store/index.js';
 import { keyDigest, type BaseKey, type StepKey } from './cache-key.js';
+import type { BaseEntry } from './history/record.js';
 import { parseHeredocWord } from '../dockerfile/instructions/heredoc.js';
 import { Progress, type Vertex } from './events.js';
 import { addHistory, applyArg, applyMetadata, applyWorkdir, normalizeWorkdir, startStage } from './image-config.js';
 import { envFromConfig, type LayerRef, type StageState } from './state.js';
 import { StepExecutors, type StepResult } from './steps.js';
 import type { SecretSource } from '../sandbox/index.js';
+import type { CacheExporter, CacheFromSpec, CacheImporter, CacheToSpec } from '../cache/index.js';
+import type { Registries } from '../registry/index.js';
+import type { Readable } from 'node:stream';
 import type { ResourceLimits } from '../sandbox/index.js';
 
 export interface BuildRequest {
@@ -60,6 +64,32 @@ export interface BuildRequest {
   jobs?: number;
   limits?: ResourceLimits;
   signal?: AbortSignal;
+  /** `shell`: a failing RUN opens an interactive shell in its sandbox before the build fails. */
+  onFailure?: 'fail' | 'shell';
+  /** `--cache-from`: caches whose steps count as cached; their layers are fetched only when needed. */
+  cacheFrom?: CacheFromSpec[];
+  /** `--cache-to`: where the build's steps are exported, while it runs. */
+  cacheTo?: CacheToSpec[];
+  /** Hosts that may be spoken to in plain HTTP (cache registries). */
+  insecureRegistries?: string[];
+}
+
+/** A step whose cache key is known, as the build record keeps it. */
+export interface KeyedStep {
+  key: Digest;
+  record: StepKey;
+  name: string;
+  /** Position of the step in its stage (as `[stage N/M]` counts). */
+  ordinal: number;
+  layerSize?: number;
+}
+
+/**
+ * Listens to steps that missed the cache (the build record keeps their file lists; `--explain`
+ * says why they missed). Its failures never fail the build.
+ */
+export interface MissObserver {
+  missed(step: { vertex: Vertex; key: Digest; record: StepKey; ordinal: number; cacheDisabled?: string }): Promise<void>;
 }
 
 export interface BuildOutcome {
@@ -68,6 +98,8 @@ export interface BuildOutcome {
   state: StageState;
   steps: number;
   cached: number;
+  /** `--cache-to type=inline`: the records for the image config's `kiln.cache.v0` field. */
+  inlineCache?: unknown;
 }
 
 /** Instructions that are steps of their own in the progress output (BuildKit's cmdTotal). */
@@ -84,6 +116,18 @@ export class BuildEngine {
   private readonly images = new Map<string, Promise<StageState>>();
   steps = 0;
   cached = 0;
+  /** The `--cache-from` caches, once opened. */
+  cacheImport: CacheImporter | undefined;
+  private cacheExport: CacheExporter | undefined;
+  private cacheRegistries: Registries[] = [];
+  private readonly exportVertices = new Map<string, Vertex>();
+  /** The stages whose steps are the target image's layers (mode=min, inline, prefetching). */
+  private finalStageSet: Set<number> | undefined;
+  /** Keyed steps by vertex id, and the base images stages start from by key digest. */
+  readonly keyed = new Map<number, KeyedStep>();
+  readonly bases: Record<string, BaseEntry> = {};
+  private readonly ordinals = new Map<number, number>();
+  observer: MissObserver | undefined;
 
   private constructor(
     readonly store: Store,
@@ -132,10 +176,16 @@ export class BuildEngine {
 
   async run(): Promise<BuildOutcome> {
     try {
+      await this.openCaches();
       const state = await this.stage(this.plan.target);
-      return { plan: this.plan, state, steps: this.steps, cached: this.cached };
+      // The target's layers are the image: those still in an imported cache come into the store.
+      await this.cacheImport?.materialize(state.layers);
+      const inlineCache = await this.finishCacheExport(state);
+      return { plan: this.plan, state, steps: this.steps, cached: this.cached, ...(inlineCache ? { inlineCache } : {}) };
     } finally {
+      this.cacheExport?.abandon();
       await this.executors.dispose();
+      for (const r of this.cacheRegistries.splice(0)) await r.close();
     }
   }
 
@@ -192,6 +242,7 @@ export class BuildEngine {
       const layers: LayerRef[] = manifest.layers.map((desc, i) => ({ desc, diffID: config.rootfs.diff_ids[i]! }));
       await this.lease.add(digest, ...layers.map((l) => l.diffID), ...layers.map((l) => l.desc.digest));
       const key: BaseKey = { kind: 'image', ref: name, manifest: digest, platform: formatPlatform(platform) };
+      this.bases[keyDigest(key)] = { ref: name, digest };
       vertex.done();
       const start = startStage(config, platform);
       return {
@@ -312,12 +363,13 @@ export class BuildEngine {
     }
     const name = `${this.stepPrefix(planned, where.counter, where.trigger)}${displayText(ins)}`;
     const vertex = this.progress.start(name, { stage: planned.displayName, line: ins.startLine });
+    this.ordinals.set(vertex.id, where.counter.index);
     try {
       let result: StepResult;
       switch (expanded.kind) {
         case 'WORKDIR': {
           const { dir } = applyWorkdir(state.image, expanded.path, at, created);
-          result = await this.executors.mkdir(state, dir, planned);
+          result = await this.executors.mkdir(state, dir, planned, vertex);
           break;
         }
         case 'RUN':
@@ -326,7 +378,7 @@ export class BuildEngine {
           break;
         case 'COPY':
         case 'ADD':
-          result = await this.executors.copy(state, expanded, planned, at);
+          result = await this.executors.copy(state, expanded, planned, at, vertex);
           addHistory(state.image, result.historyText ?? '', { withLayer: true, executed: true, ...(created ? { created } : {}) });
           break;
         default:
@@ -335,6 +387,16 @@ export class BuildEngine {
       this.steps++;
       if (result.key) state.fsKey = result.key;
       if (result.layer) state.layers.push(result.layer);
+      // A cached step of the final image: its layer will be needed, so its download starts now.
+      if (result.cached && result.layer && this.cacheImport && this.finalStageSet?.has(planned.stage.index)) this.cacheImport.prefetch(result.layer);
+      if (this.cacheExport && result.key && result.layer) {
+        const rec = this.executors.stepRecord(result.key);
+        if (rec) {
+          this.cacheExport.step({ key: result.key, record: rec.key, step: rec.step, empty: rec.empty, layer: result.layer, chain: state.layers, stage: planned.stage.index, name });
+        }
+      }
+      const keyed = this.keyed.get(vertex.id);
+      if (keyed && result.layer) keyed.layerSize = result.layer.desc.size;
       if (result.cached) {
         this.cached++;
         vertex.cached();
@@ -351,11 +413,97 @@ export class BuildEngine {
     }
   }
 
+  /** Reads the `--cache-from` caches and prepares the `--cache-to` targets, when there are any. */
+  private async openCaches(): Promise<void> {
+    const from = this.request.cacheFrom ?? [];
+    const to = this.request.cacheTo ?? [];
+    if (from.length === 0 && to.length === 0) return;
+    const { CacheImporter, CacheExporter, finalStages, describeTransfer } = await import('../cache/index.js');
+    this.finalStageSet = finalStages(this.plan);
+    const { Registries } = await import('../registry/index.js');
+    const insecure = { insecureRegistries: this.request.insecureRegistries ?? [] };
+    const registries = new Registries(insecure);
+    this.cacheRegistries.push(registries);
+    if (from.length > 0 && !this.request.noCache) {
+      // Reading a cache manifest retries briefly: an unreachable cache is a warning, not a wait.
+      const meta = new Registries({ ...insecure, retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 1000, budgetMs: 10_000 } });
+      this.cacheRegistries.push(meta);
+      const vertex = this.progress.start('[internal] load build cache');
+      this.cacheImport = await CacheImporter.open(from, {
+        store: this.store,
+        lease: this.lease,
+        registries,
+        metaRegistries: meta,
+        warn: (m) => this.progress.warn(m),
+        log: (line) => vertex.log('stdout', Buffer.from(`${line}\n`)),
+      });
+      await this.cacheImport.restoreMounts(process.getuid?.() === 0);
+      vertex.done();
+    }
+    if (to.length > 0) {
+      this.cacheExport = await CacheExporter.create(to, {
+        store: this.store,
+        lease: this.lease,
+        registries,
+        ...(this.cacheImport ? { importer: this.cacheImport } : {}),
+        finalStages: this.finalStageSet,
+        warn: (m) => this.progress.warn(m),
+        onTransfer: (e) => {
+          this.progress.emit({ type: 'cache-export', ...e, time: Date.now() });
+          this.exportVertex(e.target).log('stdout', Buffer.from(`${describeTransfer(e)}\n`));
+        },
+      });
+    }
+  }
+
+  /**
+   * Stores a step's layer tar; when a cache export will send it, its gzip variant is made in the
+   * same pass, so compression overlaps the step instead of following it.
+   */
+  async writeLayer(tar: Readable): Promise<{ digest: Digest; size: number }> {
+    if (!this.cacheExport?.sendsLayers) return this.store.writeBlob(tar, { lease: this.lease });
+    const { writeLayerCompressed } = await import('../cache/index.js');
+    return writeLayerCompressed(this.store, tar, this.lease);
+  }
+
+  /** The progress vertex of one `--cache-to` target, started by its first transfer. */
+  private exportVertex(label: string): Vertex {
+    let v = this.exportVertices.get(label);
+    if (!v) {
+      v = this.progress.start(`exporting cache to ${label}`);
+      this.exportVertices.set(label, v);
+    }
+    return v;
+  }
+
+  /** Waits for the cache export and writes its manifests; answers the inline cache, if asked for. */
+  private async finishCacheExport(state: StageState): Promise<unknown> {
+    const exporter = this.cacheExport;
+    if (!exporter) return undefined;
+    const result = await exporter.finish(state.layers, (label, line) => this.exportVertex(label).log('stdout', Buffer.from(`${line}\n`)));
+    for (const label of exporter.labels) this.exportVertex(label).done();
+    this.cacheExport = undefined;
+    return result.inline;
+  }
+
   /** Whether steps of this stage may come from the cache. */
   cacheAllowed(planned: PlannedStage): boolean {
     if (this.request.noCache) return false;
     const filter = this.request.noCacheFilter ?? [];
     return !(planned.stage.name && filter.map((f) => f.toLowerCase()).includes(planned.stage.name));
+  }
+
+  /** Notes a step's key once it is computed (before it runs); tells the observer about a miss. */
+  async stepKeyed(vertex: Vertex, key: Digest, record: StepKey, hit: boolean, planned: PlannedStage): Promise<void> {
+    const ordinal = this.ordinals.get(vertex.id) ?? 0;
+    this.keyed.set(vertex.id, { key, record, ordinal, name: vertex.info.name });
+    if (hit || !this.observer) return;
+    const disabled = this.cacheAllowed(planned) ? undefined : this.request.noCache ? '--no-cache' : `--no-cache-filter ${planned.stage.name}`;
+    try {
+      await this.observer.missed({ vertex, key, record, ordinal, ...(disabled ? { cacheDisabled: disabled } : {}) });
+    } catch {
+      // Explanations are a courtesy: a build never fails for want of one.
+    }
   }
 
   /** The cache key digest for a step record. */

@@ -18,7 +18,7 @@ import { sha256 } from '../oci/digest.js';
 import type { Image } from '../oci/image.js';
 import type { Platform } from '../oci/types.js';
 import { formatPlatform, hostPlatform, platformMatches } from '../oci/platform.js';
-import { writeTarEntries, type TarEntrySpec } from '../oci/layer/index.js';
+import type { TarEntrySpec } from '../oci/layer/index.js';
 import { ImageNotFoundError, type BuildCacheRecord } from '../store/index.js';
 import type { BuildContext } from '../context/index.js';
 import type { ReadOnlyFS } from './fsview/index.js';
@@ -56,7 +56,12 @@ export class StepExecutors {
   private readonly exported = new Map<Digest, Promise<string>>();
   private scratchDirs: string[] = [];
   private readonly inflight = new Map<Digest, Promise<StepResult>>();
+  /** The record of every step this build has found or made, by key (what a cache export sends). */
+  private readonly records = new Map<Digest, StepRecord>();
   private empty: Promise<LayerRef> | undefined;
+  private shellOpened = false;
+  /** Steps waiting on context checksums, told of every file whose content is read. */
+  private readonly contextReaders = new Set<() => void>();
 
   constructor(private readonly engine: BuildEngine) {}
 
@@ -75,14 +80,21 @@ export class StepExecutors {
       }
     }
     const { pullImage } = await import('../registry/index.js');
-    const pulled = await pullImage(name, store, {
+    const pulled = { current: 0, total: 0 };
+    const result = await pullImage(name, store, {
       platform,
       lease: this.engine.lease,
       onEvent: (e) => {
         if (e.type === 'resolved') vertex.log('stdout', Buffer.from(`resolved ${name} to ${e.digest}\n`));
+        // Bytes as whole blobs arrive: the registry client reports blobs, not chunks.
+        if (e.type === 'blob') {
+          if (e.status === 'downloading' || e.status === 'exists') pulled.total += e.size;
+          if (e.status === 'done' || e.status === 'exists') pulled.current += e.size;
+          vertex.bytes(pulled.current, pulled.total, 'pulling');
+        }
       },
     });
-    return pulled.image;
+    return result.image;
   }
 
   /** The build context, opened on first use (a build without COPY never walks it). */
@@ -91,6 +103,9 @@ export class StepExecutors {
       openContext(this.engine.request.contextDir, {
         dockerfilePath: this.engine.request.dockerfile.path ?? '-',
         cacheDir: this.store.cacheDir,
+        onContentRead: () => {
+          for (const counter of this.contextReaders) counter();
+        },
       }),
     );
     return this.contextPromise;
@@ -101,7 +116,11 @@ export class StepExecutors {
     let p = this.lowers.get(state.fsKey);
     if (!p) {
       const diffIDs = state.layers.map((l) => l.diffID);
-      p = import('../sandbox/index.js').then(({ lowerDirsFor }) => lowerDirsFor(this.store, diffIDs, { lease: this.engine.lease }));
+      // Layers of steps cached in an imported cache are fetched now that their content is needed.
+      const layers = [...state.layers];
+      p = Promise.resolve(this.engine.cacheImport?.materialize(layers))
+        .then(() => import('../sandbox/index.js'))
+        .then(({ lowerDirsFor }) => lowerDirsFor(this.store, diffIDs, { lease: this.engine.lease }));
       this.lowers.set(state.fsKey, p);
     }
     return p;
@@ -118,19 +137,38 @@ export class StepExecutors {
   private async cached(key: Digest, planned: PlannedStage): Promise<StepRecord | undefined> {
     if (!this.engine.cacheAllowed(planned)) return undefined;
     const rec = await this.store.buildCache.get<StepRecord>(key);
-    if (!rec) return undefined;
-    // A record whose layer was pruned is a miss.
-    if (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest))) return undefined;
+    // A record whose layer was pruned is a miss (unless an imported cache has the step).
+    if (!rec || (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest)))) return this.importedHit(key);
     // The lease keeps the layer through a concurrent prune; the record itself is left as written
     // (a cached step writes nothing to disk).
     await this.engine.lease.add(...rec.pins);
+    this.records.set(key, rec);
     return rec;
+  }
+
+  /**
+   * A step found in a `--cache-from` cache. Its layer stays remote until something reads it (see
+   * `lower`); the record is kept in the store so the next build finds it there too.
+   */
+  private async importedHit(key: Digest): Promise<StepRecord | undefined> {
+    const imported = this.engine.cacheImport?.lookup(key);
+    if (!imported) return undefined;
+    const rec: StepRecord = { key: imported.key, step: imported.step, empty: imported.empty, layer: imported.layer, pins: imported.pins, lastUsed: imported.lastUsed };
+    await this.store.buildCache.put(key, rec);
+    this.records.set(key, rec);
+    return rec;
+  }
+
+  /** The record of a step this build found or made. */
+  stepRecord(key: Digest): StepRecord | undefined {
+    return this.records.get(key);
   }
 
   private async remember(key: Digest, record: unknown, step: string, layer: LayerRef | undefined, empty: boolean): Promise<void> {
     const pins = layer ? [layer.desc.digest, layer.diffID] : [];
     const rec: StepRecord = { key: record, step, empty, pins, lastUsed: new Date().toISOString(), ...(layer ? { layer } : {}) };
     await this.store.buildCache.put(key, rec);
+    this.records.set(key, rec);
   }
 
   // ------------------------------------------------------------------ RUN
@@ -167,6 +205,7 @@ export class StepExecutors {
     const historyText = runCommandString(args, state.image, (k) => state.env.get(k));
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
+    await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
     if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
 
     return this.once(key, async () => {
@@ -190,6 +229,7 @@ export class StepExecutors {
             secrets: engine.request.secrets ?? {},
             stdout: (chunk: Buffer) => vertex.log('stdout', chunk),
             stderr: (chunk: Buffer) => vertex.log('stderr', chunk),
+            ...(engine.request.onFailure === 'shell' ? { onFailure: (open: () => Promise<number>) => this.failureShell(vertex, open) } : {}),
             ...(engine.request.signal ? { signal: engine.request.signal } : {}),
             ...(engine.request.limits ? { limits: engine.request.limits } : {}),
             lease: engine.lease,
@@ -211,6 +251,20 @@ export class StepExecutors {
       await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
       return { key, cached: false, empty: result.empty, historyText, layer };
     }, historyText);
+  }
+
+  /**
+   * `--on-failure=shell`: the first failing RUN gets an interactive shell in its sandbox, when kiln
+   * has a terminal to give it; the build then fails with the step's error as usual.
+   */
+  private async failureShell(vertex: Vertex, open: () => Promise<number>): Promise<void> {
+    if (this.shellOpened) return;
+    this.shellOpened = true;
+    if (!process.stdin.isTTY) {
+      this.engine.progress.warn('--on-failure=shell: standard input is not a terminal, so no shell opens; the build fails as usual');
+      return;
+    }
+    await vertex.shell(open);
   }
 
   /**
@@ -314,6 +368,7 @@ export class StepExecutors {
         this.scratchDirs.push(dir);
         const { exportRootfs } = await import('../oci/formats/index.js');
         const { stateImage } = await import('./image.js');
+        await this.engine.cacheImport?.materialize(state.layers);
         const { image } = await stateImage(this.store, state, { lease: this.engine.lease });
         await exportRootfs(image, { dir }, { ownership: 'keep' });
         return dir;
@@ -352,29 +407,38 @@ export class StepExecutors {
     ins: CopyInstruction | AddInstruction,
     planned: PlannedStage,
     at: SourceLocation,
+    vertex?: Vertex,
   ): Promise<StepResult> {
     const engine = this.engine;
     const c = state.image.config.config ?? {};
     const workdir = c.WorkingDir || '/';
     const fromName = ins.kind === 'COPY' ? ins.from : '';
     let source: ReadOnlyFS | undefined;
+    let sourceState: StageState | undefined;
+    let sourceContext: BuildContext | undefined;
     let sourceRef = 'context';
     let fromKey = 'context';
     const sources: Array<{ path: string; digest: string }> = [];
     const remote = ins.sourcePaths.some((s) => REMOTE_SOURCE.test(s));
     if (fromName) {
       const dep = await this.fromState(fromName, planned, at);
-      source = await this.view(dep, `stage ${fromName}`);
+      // Its filesystem is read only on a miss: a cached COPY --from needs no layer of the stage.
+      sourceState = dep;
       sourceRef = fromName;
       fromKey = dep.fsKey;
       for (const p of ins.sourcePaths) sources.push({ path: p, digest: '' });
     } else if (ins.sourcePaths.length > 0) {
       const ctx = await this.context();
-      const { DirFS } = await import('./fsview/index.js');
-      source = new DirFS(ctx.root, { ignore: { excludePatterns: ctx.ignoreFile?.patterns ?? [] } });
-      for (const p of ins.sourcePaths) {
-        if (REMOTE_SOURCE.test(p)) continue;
-        sources.push({ path: p, digest: await this.contextChecksum(ctx, p) });
+      // Read through a view only on a miss: a cached COPY loads no copier code.
+      sourceContext = ctx;
+      const counted = vertex ? this.countContextReads(vertex) : undefined;
+      try {
+        for (const p of ins.sourcePaths) {
+          if (REMOTE_SOURCE.test(p)) continue;
+          sources.push({ path: p, digest: await this.contextChecksum(ctx, p) });
+        }
+      } finally {
+        counted?.();
       }
     }
     const record: CopyKey = {
@@ -403,6 +467,11 @@ export class StepExecutors {
     const historyText = copyCreatedBy(ins);
     const execute = async (): Promise<StepResult> => {
       const destination = ins.link ? undefined : await this.view(state, 'image filesystem');
+      if (sourceState) source = await this.view(sourceState, `stage ${fromName}`);
+      if (sourceContext) {
+        const { ContextFS } = await import('./copy/index.js');
+        source = new ContextFS(sourceContext.root, sourceContext.ignoreFile?.patterns ?? []);
+      }
       const { copyLayer } = await import('./copy/index.js');
       const layerResult = await engine.limit(async () => {
         const out = await copyLayer({
@@ -434,7 +503,7 @@ export class StepExecutors {
           onWarning: (w) => engine.progress.warn(w.message, at.line),
         });
         const empty = out.plan.entries.length === 0;
-        const written = await this.store.writeBlob(out.stream, { lease: engine.lease });
+        const written = await engine.writeLayer(out.stream);
         return { empty, written };
       });
       const layer: LayerRef = {
@@ -450,8 +519,31 @@ export class StepExecutors {
     if (remote) return execute();
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
+    if (vertex) await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
     if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
     return this.once(key, execute, historyText);
+  }
+
+  /**
+   * Reports, as the step's progress, the context files read (hashed) while it waits for its
+   * checksums: a cold scan of a large context is the long part of such a step. Answers the stop.
+   */
+  private countContextReads(vertex: Vertex): () => void {
+    let n = 0;
+    let shown = 0;
+    const counter = (): void => {
+      n++;
+      const now = Date.now();
+      if (now - shown >= 200) {
+        shown = now;
+        vertex.items(n, undefined, 'context files read');
+      }
+    };
+    this.contextReaders.add(counter);
+    return () => {
+      this.contextReaders.delete(counter);
+      if (n > 0) vertex.items(n, n, 'context files read');
+    };
   }
 
   /** The content checksum of one COPY source in the context, as a one-line error when it is missing. */
@@ -473,12 +565,13 @@ export class StepExecutors {
 
   // ------------------------------------------------------------------ WORKDIR
 
-  async mkdir(state: StageState, dir: string, planned: PlannedStage): Promise<StepResult> {
+  async mkdir(state: StageState, dir: string, planned: PlannedStage, vertex?: Vertex): Promise<StepResult> {
     const user = state.image.config.config?.User ?? '';
     const epoch = this.engine.request.sourceDateEpoch;
     const record: MkdirKey = { kind: 'mkdir', parent: state.fsKey, platform: formatPlatform(state.platform), path: dir, user, ...(epoch !== undefined ? { epoch } : {}) };
     const key = this.engine.key(record);
     const hit = await this.cached(key, planned);
+    if (vertex) await this.engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
     if (hit) return { key, cached: true, empty: hit.empty, layer: hit.layer ?? (await this.emptyLayer()) };
     return this.once(key, () => this.makeDir(state, dir, user, record, key));
   }
@@ -509,6 +602,7 @@ export class StepExecutors {
       await this.remember(key, record, `WORKDIR ${dir}`, layer, true);
       return { key, cached: false, empty: true, layer };
     }
+    const { writeTarEntries } = await import('../oci/layer/index.js');
     const written = await this.store.writeBlob(writeTarEntries(entries), { lease: this.engine.lease });
     const layer: LayerRef = { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: written.digest, size: written.size }, diffID: written.digest };
     await this.remember(key, record, `WORKDIR ${dir}`, layer, false);
@@ -517,10 +611,13 @@ export class StepExecutors {
 
   /** The layer of a step that changed nothing: an empty tar (what BuildKit's diff of no change is). */
   emptyLayer(): Promise<LayerRef> {
-    this.empty ??= this.store.writeBlob(writeTarEntries([]), { lease: this.engine.lease }).then((w) => ({
-      desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: w.digest, size: w.size },
-      diffID: w.digest,
-    }));
+    // The tar writer loads only here: a build whose steps are all cached never needs it.
+    this.empty ??= import('../oci/layer/index.js')
+      .then(({ writeTarEntries }) => this.store.writeBlob(writeTarEntries([]), { lease: this.engine.lease }))
+      .then((w) => ({
+        desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: w.digest, size: w.size },
+        diffID: w.digest,
+      }));
     return this.empty;
   }
 

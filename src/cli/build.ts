@@ -5,13 +5,13 @@ import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { UsageError } from '../errors.js';
 import { BuildEngine, type BuildRequest } from '../build/engine.js';
-import { Progress, type BuildEvent } from '../build/events.js';
+import { Progress } from '../build/events.js';
 import { stateImage } from '../build/image.js';
 import { resolveOutputs, type OutputSpec } from '../build/outputs.js';
 import { normalizeName } from '../oci/reference.js';
 import { parsePlatform } from '../oci/platform.js';
 import { type Store } from '../store/index.js';
-import { plainRenderer } from '../ui/plain.js';
+import { BuildOutput } from '../ui/build-output.js';
 import { readDockerfile } from './check.js';
 import { openStoreForCommand } from './store.js';
 import type { BuildCommandOptions } from './commands/build.js';
@@ -58,18 +58,6 @@ function sourceDateEpoch(buildArgs: Record<string, string>): number | undefined 
   return Number(raw);
 }
 
-/** Chooses the renderer the way buildx does: plain without a terminal or in CI. */
-function renderer(options: BuildCommandOptions): ((e: BuildEvent) => void) | undefined {
-  if (options.quiet || options.progress === 'quiet') return undefined;
-  if (options.progress === 'rawjson' || options.progress === 'json') {
-    return (e) => {
-      const out = e.type === 'vertex-log' ? { ...e, data: e.data.toString('utf8') } : e;
-      process.stderr.write(`${JSON.stringify(out)}\n`);
-    };
-  }
-  return plainRenderer((t) => process.stderr.write(t));
-}
-
 /** Writes a file atomically: a reader never sees half an archive. */
 async function writeAtomically(dest: string, write: (out: NodeJS.WritableStream) => Promise<void>): Promise<void> {
   if (dest === '-') {
@@ -105,13 +93,28 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
   const cpuQuota = parseInteger(options.cpuQuota, '--cpu-quota');
   const pidsLimit = parseInteger(options.pidsLimit, '--pids-limit');
   const jobs = parseInteger(options.jobs, '--jobs');
+  const cacheSpecs = options.cacheTo.length || options.cacheFrom.length ? await import('../cache/spec.js') : undefined;
+  const cacheTo = cacheSpecs ? options.cacheTo.map(cacheSpecs.parseCacheTo) : [];
+  const cacheFrom = cacheSpecs ? options.cacheFrom.map(cacheSpecs.parseCacheFrom) : [];
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
+  const onFailure = options.onFailure ?? 'fail';
+  if (onFailure !== 'fail' && onFailure !== 'shell') throw new UsageError(`invalid --on-failure "${onFailure}": expected fail or shell`);
   const store = await openStoreForCommand(root, { namespace: true });
-  const progress = new Progress(renderer(options));
+  const output = await BuildOutput.start({
+    progress: options.progress,
+    quiet: Boolean(options.quiet),
+    explain: Boolean(options.explain),
+    storeRoot: store.root,
+    contextDir: context,
+    dockerfile: options.file ?? resolve(context, 'Dockerfile'),
+    target: options.target,
+    tags,
+  });
+  const progress = new Progress(output.sink);
   const request: BuildRequest = {
     contextDir: context,
     dockerfile: { ...source, ...(options.file && options.file !== '-' ? { path: options.file } : options.file === '-' ? { path: '-' } : {}) },
@@ -129,14 +132,32 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
       ? { limits: { ...(memory !== undefined ? { memory } : {}), ...(cpuQuota !== undefined ? { cpuQuota } : {}), ...(pidsLimit !== undefined ? { pidsLimit } : {}) } }
       : {}),
     signal: abort.signal,
+    ...(cacheTo.length ? { cacheTo } : {}),
+    ...(cacheFrom.length ? { cacheFrom } : {}),
+    ...(options.insecureRegistry.length ? { insecureRegistries: options.insecureRegistry } : {}),
+    ...(onFailure === 'shell' ? { onFailure: 'shell' as const } : {}),
   };
-  const engine = await BuildEngine.create(store, request, progress);
+  let engine: BuildEngine;
+  try {
+    engine = await BuildEngine.create(store, request, progress);
+  } catch (err) {
+    await output.failed(undefined, err);
+    throw err;
+  }
+  await output.attach(engine);
   try {
     const outcome = await engine.run();
     const created = epoch !== undefined ? new Date(epoch * 1000).toISOString().replace('.000Z', 'Z') : undefined;
     const exportVertex = progress.start('exporting to image');
-    const stored = await stateImage(store, outcome.state, { lease: engine.lease, labels: options.label, ...(created ? { created } : {}) });
-    const written = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)));
+    const stored = await stateImage(store, outcome.state, {
+      lease: engine.lease,
+      labels: options.label,
+      ...(created ? { created } : {}),
+      ...(outcome.inlineCache ? { configFields: { 'kiln.cache.v0': outcome.inlineCache } } : {}),
+    });
+    const written = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)), (current, total, label) =>
+      exportVertex.bytes(current, total, label),
+    );
     exportVertex.done();
     const imageID = stored.configDigest;
     if (options.iidfile) await writeFile(options.iidfile, imageID);
@@ -152,9 +173,15 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
       };
       await writeFile(options.metadataFile, `${JSON.stringify(meta, null, 2)}\n`);
     }
+    const layers = outcome.state.layers;
+    await output.succeeded(engine, { id: imageID, digest: stored.digest, size: layers.reduce((n, l) => n + l.desc.size, 0), layers: layers.length }, stored.digest);
     if (options.quiet) process.stdout.write(`${imageID}\n`);
-    else process.stderr.write(`${outcome.cached}/${outcome.steps} steps cached; image ${imageID}\n`);
+    // A json stream stays one event per line: its build-done event carries the image.
+    else if (output.kind !== 'json' && output.kind !== 'rawjson') process.stderr.write(`${outcome.cached}/${outcome.steps} steps cached; image ${imageID}\n`);
     return 0;
+  } catch (err) {
+    await output.failed(engine, err);
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -175,13 +202,25 @@ async function writeOutputs(
   outputs: OutputSpec[],
   options: BuildCommandOptions,
   log: (line: string) => void,
+  bytes: (current: number, total: number, label: string) => void = () => undefined,
 ): Promise<{ pushed?: ManifestDescriptor; exported?: ManifestDescriptor }> {
   let pushed: ManifestDescriptor | undefined;
   let exported: ManifestDescriptor | undefined;
   const push = async (names: string[]): Promise<void> => {
     const { pushImage } = await import('../registry/index.js');
     for (const name of names) {
-      const r = await pushImage(image, name, { store, insecureRegistries: options.insecureRegistry });
+      // Bytes as whole blobs are done: the registry client reports blobs, not chunks.
+      const sent = { current: 0, total: 0 };
+      const r = await pushImage(image, name, {
+        store,
+        insecureRegistries: options.insecureRegistry,
+        onEvent: (e) => {
+          if (e.type !== 'blob') return;
+          if (e.status === 'pushing') sent.total += e.size;
+          if (e.status === 'pushed' || e.status === 'exists' || e.status === 'mounted') sent.current += e.size;
+          bytes(sent.current, sent.total, `pushing ${name}`);
+        },
+      });
       log(`pushed ${name}: digest: ${r.digest}`);
       pushed = { mediaType: r.mediaType, digest: r.digest, size: r.size };
     }

@@ -28,6 +28,10 @@ export interface BuildCommandOptions extends CheckOptions {
   cpuQuota?: string;
   pidsLimit?: string;
   insecureRegistry: string[];
+  cacheTo: string[];
+  cacheFrom: string[];
+  explain?: boolean;
+  onFailure?: string;
 }
 
 export function registerBuild(program: Command): void {
@@ -57,8 +61,12 @@ export function registerBuild(program: Command): void {
     .option('--memory <bytes>', 'memory limit for RUN steps (e.g. 512m)')
     .option('--cpu-quota <us>', 'CPU quota per 100ms period for RUN steps, in microseconds')
     .option('--pids-limit <n>', 'process limit for RUN steps')
+    .option('--cache-to <spec>', 'export the build cache: type=registry,ref=REF[,mode=min|max][,mounts=true], type=local,dest=DIR, type=inline (repeatable)', collectList, [])
+    .option('--cache-from <spec>', 'import a build cache: type=registry,ref=REF (or just REF), type=local,src=DIR (repeatable)', collectList, [])
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collectList, [])
     .option('--check', "run the Dockerfile's build checks instead of building")
+    .option('--explain', 'say why each step that was not cached missed the cache')
+    .addOption(new Option('--on-failure <action>', 'when a RUN step fails: fail, or open a shell in its sandbox').choices(['fail', 'shell']).default('fail'))
     .action(async (context: string, options: BuildCommandOptions, cmd: Command) => {
       if (options.check) {
         const { runCheck } = await import('../check.js');
