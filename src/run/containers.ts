@@ -6,6 +6,13 @@
  *   <store>/containers/<id>/rootfs           its whole tree instead, where overlay is unavailable
  *   <store>/containers/<id>/run/             scaffolding of the current start (fstab, /dev, etc)
  *   <store>/containers/<id>/container.log    its output, one JSON object per chunk (logs.ts)
+ *   <store>/container-names/<name>           the ID of the container that holds the name
+ *
+ * A name is claimed by creating its file with link(2), which fails when the file exists: of two
+ * processes creating containers of one name at the same instant, exactly one gets it. The claim is
+ * made after the container's directory and released after that directory is gone; a claim whose
+ * container directory no longer exists (its remover died in between) is stale and may be taken
+ * over, under a lock that release takes too, so a live claim is never removed by someone else.
  *
  * The state a record holds is what its monitor (monitor.ts) last wrote. A record that says
  * `running` while its monitor process is gone (pid and start time no longer match) is shown as
@@ -13,11 +20,12 @@
  * Records are replaced by rename, so readers never see half a file.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { KilnError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { writeFileAtomic } from '../oci/layout/fs.js';
+import { isErrno, writeFileAtomic } from '../oci/layout/fs.js';
+import { StoreLock } from '../store/lock.js';
 import { isAlive, ownerTag } from '../store/owner.js';
 import { VALID_NAME, randomName } from './names.js';
 
@@ -176,27 +184,52 @@ export class ContainerStore {
     throw new NoSuchContainerError(ref);
   }
 
-  /** Reserves a new container: a fresh ID and the name (random when not given), checked to be unique. */
+  /**
+   * Reserves a new container: a fresh ID and the name (random when not given), claimed atomically
+   * so that no two containers ever hold one name.
+   */
   async create(fill: (id: string, name: string) => ContainerRecord, name?: string): Promise<ContainerRecord> {
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const all = await this.list();
+    let bare: string | undefined;
     if (name !== undefined) {
-      const bare = name.startsWith('/') ? name.slice(1) : name;
+      bare = name.startsWith('/') ? name.slice(1) : name;
       if (!VALID_NAME.test(bare)) throw new KilnError('USAGE', `Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
-      const holder = all.find((c) => c.name === bare);
-      if (holder) {
-        throw new ContainerConflictError(
-          `Conflict. The container name "/${bare}" is already in use by container "${holder.id}". You have to remove (or rename) that container to be able to reuse that name.`,
-        );
-      }
-      name = bare;
     }
-    const taken = new Set(all.map((c) => c.name));
+    const all = await this.list();
+    // Containers made before names were claimed have no claim file: their records still count.
+    const holder = bare !== undefined ? all.find((c) => c.name === bare) : undefined;
+    if (holder) throw nameInUse(bare!, holder.id);
     const id = randomBytes(32).toString('hex');
-    const rec = fill(id, name ?? randomName((n) => taken.has(n)));
+    // The directory first: a claim whose directory is missing is known to be stale.
     await fsp.mkdir(this.pathOf(id), { mode: 0o700 });
-    await this.write(rec);
-    return rec;
+    try {
+      if (bare !== undefined) await this.names.claim(bare, id);
+      else {
+        const taken = new Set(all.map((c) => c.name));
+        for (;;) {
+          bare = randomName((n) => taken.has(n));
+          try {
+            await this.names.claim(bare, id);
+            break;
+          } catch (err) {
+            if (!(err instanceof ContainerConflictError)) throw err;
+            taken.add(bare);
+          }
+        }
+      }
+      const rec = fill(id, bare);
+      await this.write(rec);
+      return rec;
+    } catch (err) {
+      await fsp.rm(this.pathOf(id), { recursive: true, force: true });
+      if (bare !== undefined) await this.names.release(bare, id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The names held by containers (see the module comment). */
+  get names(): ContainerNames {
+    return new ContainerNames(join(this.storeRoot, 'container-names'), this.dir);
   }
 
   async write(rec: ContainerRecord): Promise<void> {
@@ -210,6 +243,80 @@ export class ContainerStore {
     change(rec);
     await this.write(rec);
     return rec;
+  }
+}
+
+function nameInUse(name: string, holder: string): ContainerConflictError {
+  return new ContainerConflictError(
+    `Conflict. The container name "/${name}" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.`,
+  );
+}
+
+/** `<store>/container-names/<name>` files holding the ID of the container with that name. */
+export class ContainerNames {
+  constructor(
+    readonly dir: string,
+    private readonly containersDir: string,
+  ) {}
+
+  /** Claims `name` for container `id`, or throws docker's conflict naming the holder. */
+  async claim(name: string, id: string): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const path = join(this.dir, name);
+    // The claim appears with its content at once: written beside it, then linked into place.
+    const tmp = join(this.dir, `.tmp-${ownerTag()}-${randomBytes(6).toString('hex')}`);
+    await fsp.writeFile(tmp, `${id}\n`, { mode: 0o600 });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await fsp.link(tmp, path);
+          return;
+        } catch (err) {
+          if (!isErrno(err, 'EEXIST')) throw err;
+        }
+        const holder = await this.holder(name);
+        if (holder === id) return;
+        if (holder === undefined) continue;
+        if (attempt > 0 || existsSync(join(this.containersDir, holder))) throw nameInUse(name, holder);
+        await this.locked(async () => {
+          if ((await this.holder(name)) === holder && !existsSync(join(this.containersDir, holder))) await fsp.rm(path, { force: true });
+        });
+      }
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /** The ID holding `name`, or undefined. */
+  async holder(name: string): Promise<string | undefined> {
+    try {
+      return (await fsp.readFile(join(this.dir, name), 'utf8')).trim() || undefined;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  /** Gives `name` up if container `id` holds it. */
+  async release(name: string, id: string): Promise<void> {
+    if ((await this.holder(name)) !== id) return;
+    await this.locked(async () => {
+      if ((await this.holder(name)) === id) await fsp.rm(join(this.dir, name), { force: true });
+    });
+  }
+
+  /** The names container `id` holds (normally one; scanned when its record is gone). */
+  async heldBy(id: string): Promise<string[]> {
+    const names = await fsp.readdir(this.dir).catch(() => [] as string[]);
+    const out: string[] = [];
+    for (const name of names) if (!name.startsWith('.') && (await this.holder(name).catch(() => undefined)) === id) out.push(name);
+    return out;
+  }
+
+  private async locked(fn: () => Promise<void>): Promise<void> {
+    const lockRoot = join(this.dir, '.lock');
+    await fsp.mkdir(lockRoot, { recursive: true, mode: 0o700 });
+    await new StoreLock(lockRoot, { timeoutMs: 60_000 }).run(fn);
   }
 }
 

@@ -251,6 +251,9 @@ export async function removeContainerFiles(storeRoot: string, id: string, volume
   const containers = ContainerStore.open(storeRoot);
   const rec = await containers.read(id);
   await removeTree(containers.pathOf(id));
+  // The name goes only once the directory has: until then the container still holds it.
+  const names = containers.names;
+  for (const name of rec ? [rec.name] : await names.heldBy(id)) await names.release(name, id);
   if (!volumes || !rec) return;
   const anonymous = rec.mounts.filter((m) => m.type === 'volume' && m.anonymous && m.source);
   if (!anonymous.length) return;

@@ -389,12 +389,16 @@ async function probeInside(plan: NamespacePlan | undefined, env: NodeJS.ProcessE
   }
 }
 
-
-
-function collect(child: ChildProcess): Promise<{ stdout: string; stderr: string; code: number | null }> {
+/** The child's output and status; a probe that hangs is killed after `timeoutMs` so doctor always answers. */
+function collect(child: ChildProcess, timeoutMs = 20_000): Promise<{ stdout: string; stderr: string; code: number | null }> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => {
+      stderr += `the probe did not finish within ${timeoutMs / 1000} s`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', () => clearTimeout(timer));
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) => resolve({ stdout, stderr: err.message, code: -1 }));

@@ -211,13 +211,24 @@ export async function attachPrivateNetwork(target: { pid: number }, opts: Attach
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
   });
-  const stop = async () => {
+  const signalGroup = (signal: NodeJS.Signals) => {
     try {
-      process.kill(-child.pid!, 'SIGTERM');
+      process.kill(-child.pid!, signal);
     } catch {
       // already gone
     }
-    await exited;
+  };
+  const stop = async () => {
+    signalGroup('SIGTERM');
+    // A helper that does not end on SIGTERM (a loaded machine, a tool stuck in setup) must not
+    // hold kiln: after a grace period the whole group is killed.
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 3000)));
+    if ((await Promise.race([exited, grace])) === 'late') {
+      signalGroup('SIGKILL');
+      await exited;
+    }
+    clearTimeout(timer);
     await rm(dir, { recursive: true, force: true });
   };
 

@@ -75,21 +75,30 @@ export async function runPs(root: string, options: PsOptions): Promise<void> {
 
 // ---------------------------------------------------------------------------- start / stop / kill / rm
 
-export async function runStart(root: string, refs: string[], options: { attach?: boolean }): Promise<number> {
-  if (options.attach && refs.length > 1) throw new UsageError('you cannot start and attach multiple containers at once');
+export async function runStart(root: string, refs: string[], options: { attach?: boolean; interactive?: boolean }): Promise<number> {
+  // -i attaches too (docker's start -i), input included.
+  const attach = Boolean(options.attach || options.interactive);
+  if (attach && refs.length > 1) throw new UsageError('you cannot start and attach multiple containers at once');
   const { openStoreForCommand } = await import('../store.js');
-  await openStoreForCommand(root, { namespace: true });
+  const store = await openStoreForCommand(root, { namespace: true });
   const { startDetached } = await import('../../run/lifecycle.js');
   const containers = ContainerStore.open(root);
   let exitCode = 0;
   await forEachContainer(root, refs, async (rec, ref) => {
-    const reader = new LogReader(containers.pathOf(rec.id, 'container.log'));
-    reader.read(); // skip what earlier runs wrote
-    await startDetached(root, rec);
-    if (!options.attach) {
+    if (!attach) {
+      await startDetached(root, rec);
       process.stdout.write(`${ref}\n`);
       return;
     }
+    if (!isRunning(rec)) {
+      // Attached, kiln is the monitor, as in a foreground run: input, terminal and signals reach it.
+      const { runAttached } = await import('./run.js');
+      exitCode = await runAttached(store, rec, { interactive: Boolean(options.interactive) });
+      return;
+    }
+    // Already running under its own monitor: its output from now on, until it exits.
+    const reader = new LogReader(containers.pathOf(rec.id, 'container.log'));
+    reader.read();
     const after = await follow(root, rec.id, reader, { timestamps: false });
     exitCode = after?.state.exitCode ?? 0;
   });
