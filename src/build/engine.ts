@@ -320,6 +320,11 @@ export class BuildEngine {
     counter.total = counter.index + triggers.length + planned.stage.instructions.filter((i) => VERTEX_KINDS.has(i.kind)).length;
     for (const { ins, trigger } of all) {
       if (this.request.signal?.aborted) throw new KilnError('ABORTED', 'build canceled');
+      // A step reading another stage starts (and its timer runs) only once that stage is built, as
+      // BuildKit shows it; a failure there is reported where it happened, not by this step.
+      const list = trigger ? planned.triggers : planned.stage.instructions;
+      const sources = planned.deps.filter((d) => d.trigger === trigger && list[d.instruction] === ins && d.source.kind === 'stage');
+      await Promise.all(sources.map((d) => (d.source.kind === 'stage' ? this.stage(d.source.index) : undefined)));
       await this.dispatch(planned, state, ins, { trigger, counter });
     }
     return state;
