@@ -36,6 +36,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBusybox } from '../test/helpers/busybox.js';
+import { writeBigContext, writeMultistage } from './workloads.js';
 
 const MiB = 1024 * 1024;
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -126,10 +127,7 @@ function workloads(small: boolean): Workload[] {
       baseline: false,
       big: false,
       make(dir) {
-        const stages = ['a', 'b', 'c'];
-        const lines = stages.map((s) => `${from} AS ${s}\nRUN head -c 50000000 /dev/urandom > /data-${s}\n`);
-        lines.push(from, ...stages.map((s) => `COPY --from=${s} /data-${s} /${s}.bin`), '');
-        writeFileSync(join(dir, 'Dockerfile'), lines.join('\n'));
+        writeMultistage(dir, from, 50_000_000);
       },
     },
     {
@@ -137,21 +135,7 @@ function workloads(small: boolean): Workload[] {
       baseline: true,
       big: true,
       make(dir) {
-        // 20,000 files in 200 directories, sizes log-uniform between 256 B and 64 KiB with a 1.5 %
-        // tail up to 512 KiB: about 300 MB (as bench/context.ts and bench/layer.ts).
-        const dirs = small ? 50 : 200;
-        const buf = Buffer.allocUnsafe(512 * 1024);
-        for (let d = 0; d < dirs; d++) {
-          const sub = join(dir, `pkg${String(d).padStart(3, '0')}`, d % 2 ? 'lib' : 'share');
-          mkdirSync(sub, { recursive: true });
-          for (let f = 0; f < 100; f++) {
-            const size = Math.floor(Math.random() < 0.985 ? 256 * 2 ** (Math.random() * 8) : 64 * 1024 * 2 ** (Math.random() * 3));
-            const view = buf.subarray(0, size);
-            fillMixed(view);
-            writeFileSync(join(sub, `file${f}.dat`), view);
-          }
-        }
-        writeFileSync(join(dir, 'Dockerfile'), `${from}\nCOPY . /app\n`);
+        writeBigContext(dir, from, small ? 50 : 200, fillMixed);
       },
       change(dir, run) {
         const fd = openSync(join(dir, 'pkg010/share/file7.dat'), 'a');

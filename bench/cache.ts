@@ -20,12 +20,13 @@
  */
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBusybox } from '../test/helpers/busybox.js';
 import { requireDebianPackage, startFaultProxy, startRegistry } from '../test/helpers/registry/index.js';
+import { writeBigContext, writeMultistage } from './workloads.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const KILN = join(REPO, 'bin/kiln.js');
@@ -42,33 +43,19 @@ function workloads(small: boolean): Workload[] {
     {
       name: 'bigcontext',
       make(dir) {
-        const dirs = small ? 50 : 200;
-        const buf = Buffer.allocUnsafe(512 * 1024);
         const text = Buffer.from('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor\n'.repeat(8000));
-        for (let d = 0; d < dirs; d++) {
-          const sub = join(dir, `pkg${String(d).padStart(3, '0')}`, d % 2 ? 'lib' : 'share');
-          mkdirSync(sub, { recursive: true });
-          for (let f = 0; f < 100; f++) {
-            const size = Math.floor(Math.random() < 0.985 ? 256 * 2 ** (Math.random() * 8) : 64 * 1024 * 2 ** (Math.random() * 3));
-            const view = buf.subarray(0, size);
-            // A quarter random, the rest text: compresses about as real trees do.
-            const cut = size >> 2;
-            randomFillSync(view, 0, cut);
-            text.copy(view, cut, (d * 7919 + f * 104729) % 4096, ((d * 7919 + f * 104729) % 4096) + size - cut);
-            writeFileSync(join(sub, `file${f}.dat`), view);
-          }
-        }
-        writeFileSync(join(dir, 'Dockerfile'), `${from}\nCOPY . /app\n`);
+        writeBigContext(dir, from, small ? 50 : 200, (view, d, f) => {
+          // A quarter random, the rest text: compresses about as real trees do.
+          const cut = view.length >> 2;
+          randomFillSync(view, 0, cut);
+          text.copy(view, cut, (d * 7919 + f * 104729) % 4096, ((d * 7919 + f * 104729) % 4096) + view.length - cut);
+        });
       },
     },
     {
       name: 'multistage',
       make(dir) {
-        const bytes = (small ? 10 : 50) * 1_000_000;
-        const stages = ['a', 'b', 'c'];
-        const lines = stages.map((s) => `${from} AS ${s}\nRUN head -c ${bytes} /dev/urandom > /data-${s}\n`);
-        lines.push(from, ...stages.map((s) => `COPY --from=${s} /data-${s} /${s}.bin`), '');
-        writeFileSync(join(dir, 'Dockerfile'), lines.join('\n'));
+        writeMultistage(dir, from, (small ? 10 : 50) * 1_000_000);
       },
     },
   ];

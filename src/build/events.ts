@@ -20,7 +20,11 @@ export type BuildEvent =
   | { type: 'vertex-start'; vertex: VertexInfo; time: number }
   | { type: 'vertex-cached'; vertex: VertexInfo; time: number; reason?: string }
   | { type: 'vertex-log'; id: number; stream: 'stdout' | 'stderr'; data: Buffer; time: number }
-  | { type: 'vertex-progress'; id: number; current: number; total?: number; unit: 'bytes' | 'items'; label?: string; time: number }
+  /**
+   * Progress of a transfer of a step, told apart by `label`. `done` is set by transfers that know
+   * their end (true on the last event, false before); without it, `current >= total` is the end.
+   */
+  | { type: 'vertex-progress'; id: number; current: number; total?: number; unit: 'bytes' | 'items'; label?: string; done?: boolean; time: number }
   | { type: 'vertex-done'; id: number; time: number; durationMs: number }
   | { type: 'vertex-error'; id: number; time: number; durationMs: number; message: string }
   | { type: 'vertex-miss'; id: number; reasons: string[]; time: number }
@@ -79,7 +83,7 @@ export class Vertex {
     this.progress.emit({ type: 'vertex-log', id: this.info.id, stream, data, time: Date.now() });
   }
 
-  bytes(current: number, total?: number, label?: string): void {
+  bytes(current: number, total?: number, label?: string, done?: boolean): void {
     this.progress.emit({
       type: 'vertex-progress',
       id: this.info.id,
@@ -87,8 +91,19 @@ export class Vertex {
       unit: 'bytes',
       ...(total !== undefined ? { total } : {}),
       ...(label ? { label } : {}),
+      ...(done !== undefined ? { done } : {}),
       time: Date.now(),
     });
+  }
+
+  /**
+   * A byte counter for one long transfer of this step (a layer compressed, a blob sent, an archive
+   * written): the caller counts every chunk, the stream gets at most one event per
+   * {@link PROGRESS_INTERVAL_MS} and always the final one, so renderers and the json stream see
+   * bytes and rates without one event per chunk.
+   */
+  meter(label: string, total?: number): ByteMeter {
+    return new ByteMeter((current, t, done) => this.bytes(current, t, label, done), total);
   }
 
   items(current: number, total?: number, label?: string): void {
@@ -129,5 +144,58 @@ export class Vertex {
   fail(message: string): void {
     const time = Date.now();
     this.progress.emit({ type: 'vertex-error', id: this.info.id, time, durationMs: time - this.started, message });
+  }
+}
+
+/** Byte progress events of one transfer are at most this often (the last one always comes). */
+export const PROGRESS_INTERVAL_MS = 200;
+
+/** Counts the bytes of one transfer and reports them, throttled; see {@link Vertex.meter}. */
+export class ByteMeter {
+  private current = 0;
+  private reported = -1;
+  private last = 0;
+  private ended = false;
+
+  constructor(
+    private readonly report: (current: number, total: number | undefined, done: boolean) => void,
+    private total?: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    // The first event marks the start, so a rate counts from there.
+    this.emit();
+  }
+
+  /** The transfer turned out larger (more blobs of an image announced). */
+  setTotal(total: number): void {
+    this.total = total;
+  }
+
+  /** `n` more bytes moved. */
+  add(n: number): void {
+    this.set(this.current + n);
+  }
+
+  /** `current` bytes moved so far (a retried transfer may go back). */
+  set(current: number): void {
+    if (this.ended) return;
+    this.current = current;
+    if (this.now() - this.last >= PROGRESS_INTERVAL_MS) this.emit();
+  }
+
+  /** The transfer is complete: its final count is reported as its total. */
+  finish(current = this.current): void {
+    if (this.ended) return;
+    this.current = current;
+    this.total = current;
+    this.ended = true;
+    this.emit();
+  }
+
+  private emit(): void {
+    if (this.current === this.reported && this.last !== 0 && !this.ended) return;
+    this.last = this.now();
+    this.reported = this.current;
+    this.report(this.current, this.total, this.ended);
   }
 }

@@ -24,7 +24,7 @@ import type { BuildContext } from '../context/index.js';
 import type { ReadOnlyFS } from './fsview/index.js';
 import type { CopyKey, MkdirKey, RunKey } from './cache-key.js';
 import type { BuildEngine } from './engine.js';
-import type { Vertex } from './events.js';
+import type { ByteMeter, Vertex } from './events.js';
 import { chompHeredocContent, parseHeredocWord } from '../dockerfile/instructions/heredoc.js';
 import { copyCreatedBy, runArgs, runCommandString } from './image-config.js';
 import type { LayerRef, StageState } from './state.js';
@@ -80,20 +80,36 @@ export class StepExecutors {
       }
     }
     const { pullImage } = await import('../registry/index.js');
-    const pulled = { current: 0, total: 0 };
+    // One count for the whole image: blobs done, plus the bytes of those still arriving.
+    const pulled = { done: 0, total: 0, receiving: new Map<string, number>() };
+    let meter: ByteMeter | undefined;
+    const update = (): void => {
+      let current = pulled.done;
+      for (const n of pulled.receiving.values()) current += n;
+      meter ??= vertex.meter('pulling', pulled.total);
+      meter.setTotal(pulled.total);
+      meter.set(current);
+    };
     const result = await pullImage(name, store, {
       platform,
       lease: this.engine.lease,
       onEvent: (e) => {
         if (e.type === 'resolved') vertex.log('stdout', Buffer.from(`resolved ${name} to ${e.digest}\n`));
-        // Bytes as whole blobs arrive: the registry client reports blobs, not chunks.
         if (e.type === 'blob') {
           if (e.status === 'downloading' || e.status === 'exists') pulled.total += e.size;
-          if (e.status === 'done' || e.status === 'exists') pulled.current += e.size;
-          vertex.bytes(pulled.current, pulled.total, 'pulling');
+          if (e.status === 'done' || e.status === 'exists') {
+            pulled.receiving.delete(e.digest);
+            pulled.done += e.size;
+          }
+          update();
         }
       },
+      onBytes: (blob, received) => {
+        pulled.receiving.set(blob.digest, received);
+        update();
+      },
     });
+    meter?.finish();
     return result.image;
   }
 

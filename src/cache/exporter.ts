@@ -12,16 +12,16 @@
  * What the build ends with is only the cache config (the records) and the manifest naming every
  * blob; each step's transfer is reported with its bytes and time as it finishes.
  */
-import { createReadStream } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { KilnError } from '../errors.js';
 import { sha256, type Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { Annotation, type Descriptor, type Manifest } from '../oci/types.js';
 import type { Lease, Store } from '../store/index.js';
-import type { Registries } from '../registry/index.js';
+import type { Registries, UploadSource } from '../registry/index.js';
+import { mountCandidates, storeUploadSource, streamUploadSource, type BlobOrigin } from '../registry/upload-sources.js';
 import { CacheMediaType, type CacheConfig, type CacheMountEntry, type CacheRecordEntry } from './format.js';
 import type { CacheImporter } from './importer.js';
 import type { CacheMode, CacheToSpec } from './spec.js';
@@ -63,9 +63,9 @@ export interface ExportOptions {
 /** A compressed blob to send and how to read it. */
 interface BlobToSend {
   desc: Descriptor;
-  open(offset: number): Promise<Readable>;
-  /** Repositories of the target's registry that hold it. */
-  mountFrom?: { registry: string; repository: string };
+  source: UploadSource;
+  /** A registry repository that holds it (to mount from). */
+  origin?: BlobOrigin;
 }
 
 interface Target {
@@ -155,8 +155,8 @@ export class CacheExporter {
           const origin = remote.origin;
           return {
             desc: remote.blob,
-            open: async (offset: number) => skipBytes(await origin.open(remote.blob), offset),
-            ...(origin.registry ? { mountFrom: { registry: origin.registry.client.registry, repository: origin.registry.repository } } : {}),
+            source: streamUploadSource(remote.blob, () => origin.open(remote.blob)),
+            ...(origin.registry ? { origin: { registry: origin.registry.client.registry, repository: origin.registry.repository } } : {}),
           };
         }
         const desc = await store.compressedLayer(diffID, 'gzip', { lease });
@@ -278,32 +278,8 @@ function exportError(err: unknown): KilnError {
   return new KilnError('CACHE_EXPORT_FAILED', `cache export failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-function storeBlob(store: Store, desc: Descriptor, mountFrom?: { registry: string; repository: string }): BlobToSend {
-  return {
-    desc,
-    open: async (offset) => (offset === 0 ? store.openBlob(desc) : createReadStream(store.blobPath(desc.digest), { start: offset })),
-    ...(mountFrom ? { mountFrom } : {}),
-  };
-}
-
-/** A stream of `stream` without its first `n` bytes. */
-function skipBytes(stream: Readable, n: number): Readable {
-  if (n === 0) return stream;
-  let left = n;
-  const skipper = new Transform({
-    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        done();
-        return;
-      }
-      const out = chunk.subarray(left);
-      left = 0;
-      done(null, out);
-    },
-  });
-  stream.on('error', (err) => skipper.destroy(err));
-  return stream.pipe(skipper);
+function storeBlob(store: Store, desc: Descriptor, origin?: BlobOrigin): BlobToSend {
+  return { desc, source: storeUploadSource(store, desc), ...(origin ? { origin } : {}) };
 }
 
 async function registryTarget(spec: Extract<CacheToSpec, { type: 'registry' }>, registries: Registries): Promise<Target> {
@@ -317,15 +293,15 @@ async function registryTarget(spec: Extract<CacheToSpec, { type: 'registry' }>, 
     mode: spec.mode,
     spec,
     async put(blob) {
-      const mountFrom = blob.mountFrom && blob.mountFrom.registry === client.registry && blob.mountFrom.repository !== repository ? [blob.mountFrom.repository] : [];
-      const outcome = await uploadBlob(client, repository, { digest: blob.desc.digest, size: blob.desc.size, open: blob.open }, { mountFrom });
+      const mountFrom = mountCandidates(client, repository, blob.origin ? [blob.origin] : []);
+      const outcome = await uploadBlob(client, repository, blob.source, { mountFrom });
       if (outcome.kind === 'exists') return { status: 'exists', bytes: 0 };
       if (outcome.kind === 'mounted') return { status: 'mounted', bytes: 0 };
       return { status: 'pushed', bytes: blob.desc.size };
     },
     async commit(config, manifest) {
       const configDigest = sha256(config);
-      await uploadBlob(client, repository, { digest: configDigest, size: config.length, open: async (offset) => Readable.from([config.subarray(offset)]) });
+      await uploadBlob(client, repository, streamUploadSource({ digest: configDigest, size: config.length }, async () => Readable.from([config])));
       return putManifest(client, repository, ref.digest ?? ref.tag ?? 'latest', manifest, MediaType.ociManifest);
     },
   };
@@ -340,7 +316,7 @@ async function localTarget(spec: Extract<CacheToSpec, { type: 'local' }>): Promi
     spec,
     async put(blob) {
       if (await layout.hasBlob(blob.desc.digest)) return { status: 'exists', bytes: 0 };
-      await layout.writeBlob(await blob.open(0), { expected: { digest: blob.desc.digest, size: blob.desc.size } });
+      await layout.writeBlob(await blob.source.open(0), { expected: { digest: blob.desc.digest, size: blob.desc.size } });
       return { status: 'written', bytes: blob.desc.size };
     },
     async commit(config, manifest) {

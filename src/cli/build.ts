@@ -5,12 +5,15 @@ import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { UsageError } from '../errors.js';
 import { BuildEngine, type BuildRequest } from '../build/engine.js';
-import { Progress } from '../build/events.js';
+import { Progress, type Vertex } from '../build/events.js';
+import type { ExportProgress } from '../build/export-progress.js';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/types.js';
 import { stateImage } from '../build/image.js';
 import { resolveOutputs, type OutputSpec } from '../build/outputs.js';
 import { normalizeName } from '../oci/reference.js';
 import { parsePlatform } from '../oci/platform.js';
-import { type Store } from '../store/index.js';
+import { type Lease, type Store } from '../store/index.js';
 import { BuildOutput } from '../ui/build-output.js';
 import { readDockerfile } from './check.js';
 import { openStoreForCommand } from './store.js';
@@ -155,9 +158,7 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
       ...(created ? { created } : {}),
       ...(outcome.inlineCache ? { configFields: { 'kiln.cache.v0': outcome.inlineCache } } : {}),
     });
-    const written = await writeOutputs(store, stored.image, outputs, options, (line) => exportVertex.log('stdout', Buffer.from(`${line}\n`)), (current, total, label) =>
-      exportVertex.bytes(current, total, label),
-    );
+    const written = await writeOutputs(store, stored.image, outputs, options, exportVertex, engine.lease);
     exportVertex.done();
     const imageID = stored.configDigest;
     if (options.iidfile) await writeFile(options.iidfile, imageID);
@@ -195,35 +196,45 @@ interface ManifestDescriptor {
   size: number;
 }
 
-/** Writes every requested output; answers the manifests it pushed or exported, when it did. */
+/**
+ * Writes every requested output, with byte progress on `vertex` (layers compressed, layers
+ * written, blobs pushed); answers the manifests it pushed or exported, when it did.
+ */
 async function writeOutputs(
   store: Store,
   image: Awaited<ReturnType<typeof stateImage>>['image'],
   outputs: OutputSpec[],
   options: BuildCommandOptions,
-  log: (line: string) => void,
-  bytes: (current: number, total: number, label: string) => void = () => undefined,
+  vertex: Vertex,
+  lease: Lease,
 ): Promise<{ pushed?: ManifestDescriptor; exported?: ManifestDescriptor }> {
   let pushed: ManifestDescriptor | undefined;
   let exported: ManifestDescriptor | undefined;
+  const log = (line: string): void => vertex.log('stdout', Buffer.from(`${line}\n`));
+  // Loaded by the outputs that write or send bytes: a build into the local store does without it.
+  const progress = (): Promise<typeof import('../build/export-progress.js')> => import('../build/export-progress.js');
+  // Layers are compressed once for every export and push that needs them, the first time one does.
+  let gzip: Promise<Map<Digest, Descriptor>> | undefined;
+  const compressed = (): Promise<Map<Digest, Descriptor>> => (gzip ??= progress().then((p) => p.compressLayers(store, image, lease, vertex)));
   const push = async (names: string[]): Promise<void> => {
     const { pushImage } = await import('../registry/index.js');
+    const { observeUploads } = await import('../registry/blobs.js');
+    await compressed();
     for (const name of names) {
-      // Bytes as whole blobs are done: the registry client reports blobs, not chunks.
-      const sent = { current: 0, total: 0 };
-      const r = await pushImage(image, name, {
-        store,
-        insecureRegistries: options.insecureRegistry,
-        onEvent: (e) => {
-          if (e.type !== 'blob') return;
-          if (e.status === 'pushing') sent.total += e.size;
-          if (e.status === 'pushed' || e.status === 'exists' || e.status === 'mounted') sent.current += e.size;
-          bytes(sent.current, sent.total, `pushing ${name}`);
-        },
-      });
+      const shown = (await progress()).pushProgress(vertex, name);
+      const r = await observeUploads(shown.onUpload, () =>
+        pushImage(image, name, { store, lease, insecureRegistries: options.insecureRegistry, onEvent: (e) => shown.onBlob(e) }),
+      );
+      shown.finish();
       log(`pushed ${name}: digest: ${r.digest}`);
       pushed = { mediaType: r.mediaType, digest: r.digest, size: r.size };
     }
+  };
+  /** Runs one export with its `writing DEST` meter. */
+  const exporting = async (form: 'oci' | 'docker' | 'rootfs', dest: string, write: (p: ExportProgress) => Promise<void>): Promise<void> => {
+    const p = await (await progress()).exportProgress(store, image, form, form === 'oci' ? await compressed() : new Map(), lease, vertex, dest === '-' ? 'standard output' : dest);
+    await write(p);
+    p.finish();
   };
   for (const out of outputs) {
     switch (out.type) {
@@ -237,12 +248,15 @@ async function writeOutputs(
         break;
       case 'oci': {
         const formats = await import('../oci/formats/index.js');
-        const named = [{ image, names: out.names }];
         if (!out.dest) throw new UsageError('--output type=oci needs dest=PATH (or dest=- for standard output)');
-        if (!out.tar) await formats.writeOciLayoutDir(named, resolve(out.dest));
-        else await writeAtomically(out.dest, (s) => formats.writeOciArchive(named, s as NodeJS.WritableStream & import('node:stream').Writable));
-        log(`exported OCI ${out.tar ? 'archive' : 'layout'} to ${out.dest}`);
-        if (out.dest !== '-') exported ??= await exportedManifest(resolve(out.dest), out.tar, out.names);
+        const dest = out.dest;
+        await exporting('oci', dest, async (p) => {
+          const named = [{ image: p.image, names: out.names }];
+          if (!out.tar) await formats.writeOciLayoutDir(named, resolve(dest), { layerVariant: p.layerVariant });
+          else await writeAtomically(dest, (s) => formats.writeOciArchive(named, s as NodeJS.WritableStream & import('node:stream').Writable, { layerVariant: p.layerVariant }));
+        });
+        log(`exported OCI ${out.tar ? 'archive' : 'layout'} to ${dest}`);
+        if (dest !== '-') exported ??= await exportedManifest(resolve(dest), out.tar, out.names);
         break;
       }
       case 'docker': {
@@ -251,20 +265,25 @@ async function writeOutputs(
           break;
         }
         const formats = await import('../oci/formats/index.js');
-        await writeAtomically(out.dest, (s) => formats.writeDockerArchive([{ image, names: out.names }], s as import('node:stream').Writable));
-        log(`exported docker archive to ${out.dest}`);
+        const dest = out.dest;
+        await exporting('docker', dest, (p) =>
+          writeAtomically(dest, (s) => formats.writeDockerArchive([{ image: p.image, names: out.names }], s as import('node:stream').Writable, { layerVariant: p.layerVariant })),
+        );
+        log(`exported docker archive to ${dest}`);
         break;
       }
       case 'local': {
         const formats = await import('../oci/formats/index.js');
-        await mkdir(resolve(out.dest), { recursive: true });
-        await formats.exportRootfs(image, { dir: resolve(out.dest) });
-        log(`exported filesystem to ${out.dest}`);
+        const dest = out.dest;
+        await mkdir(resolve(dest), { recursive: true });
+        await exporting('rootfs', dest, (p) => formats.exportRootfs(p.image, { dir: resolve(dest) }));
+        log(`exported filesystem to ${dest}`);
         break;
       }
       case 'tar': {
         const formats = await import('../oci/formats/index.js');
-        await writeAtomically(out.dest, (s) => formats.exportRootfs(image, { tar: s as import('node:stream').Writable }));
+        const dest = out.dest;
+        await exporting('rootfs', dest, (p) => writeAtomically(dest, (s) => formats.exportRootfs(p.image, { tar: s as import('node:stream').Writable })));
         break;
       }
     }

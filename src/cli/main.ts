@@ -5,11 +5,31 @@
 import { Command, CommanderError } from 'commander';
 import { DockerfileError, KilnError, UsageError } from '../errors.js';
 import { addGlobalOptionsToCommands, registerGlobalOptions } from './commands/global.js';
-import { commands } from './commands/index.js';
+import { commands, soloCommands } from './commands/index.js';
 
 export const VERSION = '0.1.0';
 
-export function buildProgram(): Command {
+/**
+ * The command `argv` runs when it is one of the solo commands, found the way commander finds it:
+ * the first word after the program's own options (only `--root DIR` qualifies; any other option
+ * first, like `--help`, needs every command).
+ */
+export function soloCommandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--root') {
+      i++;
+      continue;
+    }
+    if (arg.startsWith('--root=')) continue;
+    if (arg.startsWith('-')) return undefined;
+    return Object.hasOwn(soloCommands, arg) ? arg : undefined;
+  }
+  return undefined;
+}
+
+/** The program with every command, or, given `only`, with just that one (see `soloCommands`). */
+export function buildProgram(only?: string): Command {
   const program = new Command('kiln')
     .description('Rootless, daemonless container image builder')
     .version(VERSION, '-v, --version')
@@ -20,14 +40,16 @@ export function buildProgram(): Command {
       outputError: () => undefined,
     });
   registerGlobalOptions(program);
-  for (const register of commands) register(program);
+  const solo = only !== undefined ? soloCommands[only] : undefined;
+  if (solo) solo(program);
+  else for (const register of commands) register(program);
   addGlobalOptionsToCommands(program);
   return program;
 }
 
 /** Runs kiln with the given arguments and returns the exit status; never throws for user errors. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = buildProgram(soloCommandOf(argv));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

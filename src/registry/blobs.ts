@@ -13,6 +13,7 @@
  * final PUT. A broken PATCH asks the session where it stands (GET → `Range: 0-N`, or 416) and goes
  * on from there; a session the registry no longer recognises starts over, within the retry budget.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { isDigest, type Digest } from '../oci/digest.js';
@@ -65,7 +66,12 @@ async function openAt(client: RegistryClient, repository: string, blob: BlobRef,
  * size (a mismatch fails the stream with DigestMismatchError at the end, or at the first byte too
  * many).
  */
-export function downloadBlob(client: RegistryClient, repository: string, blob: BlobRef, opts: { onResume?: (offset: number) => void } = {}): Readable {
+export function downloadBlob(
+  client: RegistryClient,
+  repository: string,
+  blob: BlobRef,
+  opts: { onResume?: (offset: number) => void; /** Bytes received so far, after every chunk. */ onProgress?: (received: number) => void } = {},
+): Readable {
   let endpoint = `GET /v2/${repository}/blobs/${blob.digest}`;
   async function* bytes(): AsyncGenerator<Buffer> {
     let received = 0;
@@ -87,6 +93,7 @@ export function downloadBlob(client: RegistryClient, repository: string, blob: B
             skip = 0;
           }
           received += b.length;
+          opts.onProgress?.(received);
           yield b;
         }
       } catch (err) {
@@ -174,6 +181,35 @@ export type UploadOutcome = { kind: 'exists' } | { kind: 'mounted'; from: string
 export const DEFAULT_MONOLITHIC_MAX = 16 * 1024 * 1024;
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
+/** Bytes of `blob` handed to the connection so far, after every chunk (`blob.size` is the whole). */
+export type UploadObserver = (blob: BlobRef, sent: number) => void;
+
+const uploadObservers = new AsyncLocalStorage<UploadObserver>();
+
+/**
+ * Runs `fn` with every blob upload it starts (such as those of a whole image push) reporting its
+ * bytes to `observer` as they go out. A retried upload reports from where it starts again.
+ */
+export function observeUploads<T>(observer: UploadObserver, fn: () => T): T {
+  return uploadObservers.run(observer, fn);
+}
+
+/** `stream` counted from `start`: the observer hears the running total after every chunk. */
+function counted(stream: Readable, start: number, report: ((sent: number) => void) | undefined): Readable {
+  if (!report) return stream;
+  let sent = start;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      sent += chunk.length;
+      report(sent);
+      done(null, chunk);
+    },
+  });
+  stream.on('error', (err) => counter.destroy(err));
+  counter.on('close', () => stream.destroy());
+  return stream.pipe(counter);
+}
+
 /** Whether the registry has the blob in this repository. */
 export async function blobExists(client: RegistryClient, repository: string, digest: Digest, scopes?: readonly string[]): Promise<boolean> {
   try {
@@ -259,8 +295,10 @@ export async function uploadBlob(client: RegistryClient, repository: string, src
         session = uploadLocation(client, res);
       }
       const monolithicMax = opts.monolithicMax ?? DEFAULT_MONOLITHIC_MAX;
-      if (src.size <= monolithicMax) await putWhole(client, push, session, src);
-      else resumed += await putChunked(client, push, session, src, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
+      const observer = uploadObservers.getStore();
+      const report = observer && ((sent: number) => observer(src, sent));
+      if (src.size <= monolithicMax) await putWhole(client, push, session, src, report);
+      else resumed += await putChunked(client, push, session, src, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, report);
       return { kind: 'pushed', resumed, restarted };
     } catch (err) {
       session = undefined;
@@ -289,13 +327,13 @@ function isTransient(err: unknown): boolean {
   return err instanceof Error && err.name === 'NetworkError';
 }
 
-async function putWhole(client: RegistryClient, push: string, session: URL, src: UploadSource): Promise<void> {
+async function putWhole(client: RegistryClient, push: string, session: URL, src: UploadSource, report?: (sent: number) => void): Promise<void> {
   const res = await client.request({
     method: 'PUT',
     url: withDigest(session, src.digest),
     scopes: [push],
     headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(src.size) },
-    body: () => src.open(0),
+    body: async () => counted(await src.open(0), 0, report),
     expect: [201, 204],
     retry: false,
   });
@@ -340,7 +378,7 @@ class ByteReader {
 }
 
 /** PATCHes the blob in chunks and commits it; answers how many times it resumed a broken session. */
-async function putChunked(client: RegistryClient, push: string, start: URL, src: UploadSource, chunkSize: number): Promise<number> {
+async function putChunked(client: RegistryClient, push: string, start: URL, src: UploadSource, chunkSize: number, report?: (sent: number) => void): Promise<number> {
   let location = start;
   let offset = 0;
   let resumes = 0;
@@ -359,7 +397,7 @@ async function putChunked(client: RegistryClient, push: string, start: URL, src:
             'Content-Length': String(n),
             'Content-Range': `${offset}-${offset + n - 1}`,
           },
-          body: () => Readable.from(reader.take(n)),
+          body: () => counted(Readable.from(reader.take(n)), offset, report),
           expect: [202],
           retry: false,
         });

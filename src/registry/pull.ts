@@ -35,6 +35,8 @@ export interface PullOptions extends RegistryOptions {
   /** The caller's lease (a build pulling its base image); by default a lease for the pull alone. */
   lease?: Lease;
   onEvent?: (event: PullEvent) => void;
+  /** Bytes of a blob received so far, after every chunk of its download (callers throttle what they show). */
+  onBytes?: (blob: { digest: Digest; size: number; kind: 'layer' | 'config' }, received: number) => void;
 }
 
 export interface PullResult {
@@ -81,6 +83,7 @@ export async function pullImage(ref: string | Reference, store: Store, opts: Pul
       emit({ type: 'blob', digest: desc.digest, status: 'downloading', kind, size: desc.size });
       const stream = downloadBlob(client, repository, desc, {
         onResume: () => emit({ type: 'blob', digest: desc.digest, status: 'resumed', kind, size: desc.size }),
+        ...(opts.onBytes ? { onProgress: (received: number) => opts.onBytes?.({ digest: desc.digest, size: desc.size, kind }, received) } : {}),
       });
       try {
         await store.writeBlob(stream, { expected: desc, lease });

@@ -13,8 +13,7 @@
  * Per blob: HEAD (present → nothing to send), else a cross-repository mount when kiln has seen the
  * blob in another repository of the same registry, else an upload (see blobs.ts).
  */
-import { createReadStream } from 'node:fs';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { sha256, type Digest } from '../oci/digest.js';
 import type { Image, ImageIndex, Layer } from '../oci/image.js';
@@ -29,6 +28,7 @@ import { Registries, type RegistryClient, type RegistryOptions } from './client.
 import { RegistryProtocolError } from './errors.js';
 import { headManifest, putManifest } from './manifest.js';
 import { RemoteLayer, referenceOf } from './remote.js';
+import { mountCandidates, storeUploadSource, streamUploadSource, type BlobOrigin } from './upload-sources.js';
 import { repositoryScope } from './auth/authenticator.js';
 
 /**
@@ -146,26 +146,6 @@ async function recordPushed(store: Store, reference: Reference, pushed: Descript
   await store.putImage(source, { names: [name], ...(lease ? { lease } : {}) });
 }
 
-/** A stream of `stream` without its first `n` bytes. */
-function skipBytes(stream: Readable, n: number): Readable {
-  if (n === 0) return stream;
-  let left = n;
-  const skipper = new Transform({
-    transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        done();
-        return;
-      }
-      const out = chunk.subarray(left);
-      left = 0;
-      done(null, out);
-    },
-  });
-  stream.on('error', (err) => skipper.destroy(err));
-  return stream.pipe(skipper);
-}
-
 /** The blob to push for one layer and its descriptor in the pushed manifest. */
 async function layerSource(ctx: PushContext, layer: Layer, desc: Descriptor, docker: boolean): Promise<{ desc: Descriptor; source: UploadSource; mountFrom: string[] }> {
   const store = ctx.opts.store;
@@ -180,11 +160,10 @@ async function layerSource(ctx: PushContext, layer: Layer, desc: Descriptor, doc
     const gz = await store.compressedLayer(diffID, 'gzip', ctx.lease ? { lease: ctx.lease } : {});
     out = { ...desc, mediaType: layerMediaType('gzip', docker ? 'docker' : 'oci'), digest: gz.digest, size: gz.size };
   }
-  const mountFrom: string[] = [];
-  if (layer instanceof RemoteLayer && layer.client.registry === ctx.client.registry && layer.repository !== ctx.repository && out.digest === desc.digest) {
-    mountFrom.push(layer.repository);
-  }
-  for (const r of ctx.record?.repositories(out.digest, ctx.client.registry) ?? []) if (r !== ctx.repository && !mountFrom.includes(r)) mountFrom.push(r);
+  const origins: BlobOrigin[] = [];
+  if (layer instanceof RemoteLayer && out.digest === desc.digest) origins.push({ registry: layer.client.registry, repository: layer.repository });
+  for (const repository of ctx.record?.repositories(out.digest, ctx.client.registry) ?? []) origins.push({ registry: ctx.client.registry, repository });
+  const mountFrom = mountCandidates(ctx.client, ctx.repository, origins);
   const source = await blobSource(ctx, out, () => layer.compressed());
   return { desc: out, source, mountFrom };
 }
@@ -192,16 +171,8 @@ async function layerSource(ctx: PushContext, layer: Layer, desc: Descriptor, doc
 /** Reads a blob from the store's file when it is there (ranges without re-reading), else from `open`. */
 async function blobSource(ctx: PushContext, desc: Descriptor, open: () => Promise<Readable>): Promise<UploadSource> {
   const store = ctx.opts.store;
-  if (store && (await store.hasBlob(desc.digest))) {
-    return {
-      digest: desc.digest,
-      size: desc.size,
-      // From the start the store verifies what it reads; a resumed upload reads the rest raw, and
-      // the registry's digest check at commit covers the whole.
-      open: async (offset) => (offset === 0 ? store.openBlob(desc) : createReadStream(store.blobPath(desc.digest), { start: offset })),
-    };
-  }
-  return { digest: desc.digest, size: desc.size, open: async (offset) => skipBytes(await open(), offset) };
+  if (store && (await store.hasBlob(desc.digest))) return storeUploadSource(store, desc);
+  return streamUploadSource(desc, open);
 }
 
 async function pushBlob(ctx: PushContext, kind: 'layer' | 'config', source: UploadSource, mountFrom: string[], diffID?: Digest): Promise<void> {

@@ -6,6 +6,7 @@
  *   <store>/containers/<id>/rootfs           its whole tree instead, where overlay is unavailable
  *   <store>/containers/<id>/run/             scaffolding of the current start (fstab, /dev, etc)
  *   <store>/containers/<id>/container.log    its output, one JSON object per chunk (logs.ts)
+ *   <store>/containers/<id>/monitor          the process supervising its current start (claimStart)
  *   <store>/container-names/<name>           the ID of the container that holds the name
  *
  * A name is claimed by creating its file with link(2), which fails when the file exists: of two
@@ -26,7 +27,7 @@ import { KilnError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { isErrno, writeFileAtomic } from '../oci/layout/fs.js';
 import { StoreLock } from '../store/lock.js';
-import { isAlive, ownerTag } from '../store/owner.js';
+import { isAlive, ownerTag, parseOwnerTag } from '../store/owner.js';
 import { VALID_NAME, randomName } from './names.js';
 
 export interface ContainerMount {
@@ -317,6 +318,58 @@ export class ContainerNames {
     const lockRoot = join(this.dir, '.lock');
     await fsp.mkdir(lockRoot, { recursive: true, mode: 0o700 });
     await new StoreLock(lockRoot, { timeoutMs: 60_000 }).run(fn);
+  }
+}
+
+/** The container runs already, under another monitor: starting it again does nothing. */
+export class ContainerAlreadyRunningError extends KilnError {
+  constructor(readonly id: string) {
+    super('CONTAINER_RUNNING', `container ${id} is already running`);
+  }
+}
+
+/**
+ * Makes the calling process the one monitor of the container's next start:
+ * `containers/<id>/monitor` names it (pid and start time), created with link(2) so that of two
+ * `kiln start` at one instant only one proceeds. A monitor still finishing the previous run (its
+ * cleanup after the exit) is waited for; a claim whose process is gone is taken over (under a lock,
+ * so two takers cannot both win). Answers the release, to call once the start's cleanup is done.
+ */
+export async function claimStart(containers: ContainerStore, id: string, waitMs = 30_000): Promise<() => Promise<void>> {
+  const path = containers.pathOf(id, 'monitor');
+  const mine = ownerTag();
+  const tmp = containers.pathOf(id, `.monitor-${mine}-${randomBytes(6).toString('hex')}`);
+  await fsp.writeFile(tmp, `${mine}\n`, { mode: 0o600 });
+  const release = async () => {
+    const held = await fsp.readFile(path, 'utf8').catch(() => '');
+    if (held.trim() === mine) await fsp.rm(path, { force: true });
+  };
+  const until = Date.now() + waitMs;
+  try {
+    for (;;) {
+      try {
+        await fsp.link(tmp, path);
+        return release;
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw err;
+      }
+      const held = (await fsp.readFile(path, 'utf8').catch(() => '')).trim();
+      if (held === mine) return release;
+      const owner = parseOwnerTag(`${held}-`);
+      if (owner && isAlive(owner)) {
+        if ((await containers.read(id))?.state.status === 'running') throw new ContainerAlreadyRunningError(id);
+        if (Date.now() >= until) throw new ContainerConflictError(`container ${id} is being started or stopped by process ${owner.pid}`);
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      const lockRoot = containers.pathOf(id, '.lock');
+      await fsp.mkdir(lockRoot, { recursive: true, mode: 0o700 });
+      await new StoreLock(lockRoot, { timeoutMs: 60_000 }).run(async () => {
+        if ((await fsp.readFile(path, 'utf8').catch(() => '')).trim() === held) await fsp.rm(path, { force: true });
+      });
+    }
+  } finally {
+    await fsp.rm(tmp, { force: true });
   }
 }
 

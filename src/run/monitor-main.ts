@@ -7,7 +7,7 @@
 import { createWriteStream } from 'node:fs';
 import { KilnError } from '../errors.js';
 import { openStore } from '../store/index.js';
-import { ContainerStore } from './containers.js';
+import { ContainerAlreadyRunningError, ContainerStore } from './containers.js';
 import { superviseContainer } from './monitor.js';
 
 export async function runMonitor(root: string, id: string): Promise<number> {
@@ -31,6 +31,11 @@ export async function runMonitor(root: string, id: string): Promise<number> {
     await superviseContainer(store, rec, { forwardSignals: false }, (err) => say(err ? `error ${err.exitCode} ${err.message}` : 'ok'));
     return 0;
   } catch (err) {
+    // Another start won: the container runs, which is what was asked.
+    if (err instanceof ContainerAlreadyRunningError) {
+      say('ok');
+      return 0;
+    }
     const message = err instanceof KilnError ? err.describe() : String((err as Error)?.stack ?? err);
     say(`error ${err instanceof KilnError ? err.exitCode : 125} ${message.replace(/\n/g, ' ')}`);
     process.stderr.write(`${message}\n`);

@@ -17,7 +17,7 @@ import type { LayerStack } from '../sandbox/layers.js';
 import type { Store } from '../store/store.js';
 import { processStartTime, currentOwner } from '../store/owner.js';
 import { removeTree } from '../store/snapshots.js';
-import { ContainerStore, type ContainerMount, type ContainerRecord } from './containers.js';
+import { ContainerStore, claimStart, type ContainerMount, type ContainerRecord } from './containers.js';
 import { LogWriter } from './logs.js';
 
 export interface Attachment {
@@ -51,6 +51,9 @@ export async function superviseContainer(store: Store, rec: ContainerRecord, att
   if (!ns) throw new ContainerStartError('containers need root or kiln\'s user namespace');
   const dir = containers.pathOf(rec.id);
   const scratch = join(dir, 'run');
+  // One monitor at a time: a second start would run a second sandbox on the same read-write layer.
+  const releaseStart = await claimStart(containers, rec.id);
+  rec = (await containers.read(rec.id)) ?? rec;
   await removeTree(scratch).catch(() => undefined);
 
   let launched: Awaited<ReturnType<typeof launchContainer>> | undefined;
@@ -111,6 +114,13 @@ export async function superviseContainer(store: Store, rec: ContainerRecord, att
         handlers.set(sig, h);
         process.on(sig, h);
       }
+    }
+    if (attach.stdinInherit && rec.config.tty) {
+      // The terminal's size changes reach kiln (its foreground process); the relay that owns the
+      // container's terminal is in a session of its own and copies the new size over when told.
+      const resize = () => launched?.child.kill('SIGWINCH');
+      handlers.set('SIGWINCH', resize);
+      process.on('SIGWINCH', resize);
     }
     if (netMode === 'private') {
       const net = await (await import('../sandbox/network.js')).attachPrivateNetwork({ pid }, { publish: rec.hostConfig.publish, detached: false });
@@ -184,6 +194,7 @@ export async function superviseContainer(store: Store, rec: ContainerRecord, att
     await network?.close().catch(() => undefined);
     await logs.close();
     await removeTree(scratch).catch(() => undefined);
+    await releaseStart().catch(() => undefined);
     if (rec.hostConfig.autoRemove) await removeContainerFiles(store.root, rec.id, true).catch(() => undefined);
   }
 }

@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { KilnError, UsageError } from '../errors.js';
-import { isErrno, writeFileAtomic } from '../oci/layout/fs.js';
+import { isErrno, namesIn, writeFileAtomic } from '../oci/layout/fs.js';
 import { isAlive, ownerTag, parseOwnerTag } from '../store/owner.js';
 import { removeTree } from '../store/snapshots.js';
 
@@ -161,15 +161,8 @@ export class VolumeStore {
   }
 
   async list(): Promise<VolumeInfo[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.dir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
     const out: VolumeInfo[] = [];
-    for (const name of names.sort()) {
+    for (const name of (await namesIn(this.dir)).sort()) {
       if (name.startsWith('.')) continue;
       const v = await this.get(name);
       if (v) out.push(v);
@@ -202,14 +195,7 @@ export class VolumeStore {
   async usage(): Promise<Map<string, string[]>> {
     const containers = join(this.storeRoot, 'containers');
     const users = new Map<string, string[]>();
-    let ids: string[];
-    try {
-      ids = await fsp.readdir(containers);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return users;
-      throw err;
-    }
-    for (const id of ids) {
+    for (const id of await namesIn(containers)) {
       let record: { id?: string; mounts?: Array<{ type?: string; source?: string }> };
       try {
         record = JSON.parse(await fsp.readFile(join(containers, id, 'container.json'), 'utf8')) as typeof record;

@@ -116,6 +116,7 @@ export async function launchContainer(o: ContainerLaunchOptions): Promise<Launch
   const proc = resolveProcess(stack, preparer, o.ns, { env, ...(o.user !== undefined ? { user: o.user } : {}), ...(o.cwd !== undefined ? { cwd: o.cwd } : {}) });
   const fstab: FstabEntry[] = [root.rootEntry, ...systemMounts({ preparer, rootMount, scratch: o.scratch, ns: o.ns, toolsDir, ownNetwork })];
   fstab.push(...etcFiles({ stack, preparer, scratch: o.scratch, rootMount, hostname: o.hostname, extraHosts: o.extraHosts ?? [], warnings }));
+  fstab.push(...hostnameFile(stack, preparer, o.scratch, rootMount));
   if (o.init) {
     writeFileSync(join(o.scratch, 'dev', 'init'), '');
     fstab.push({ source: o.init, target: join(rootMount, 'dev', 'init'), type: 'none', options: ['bind', 'ro'] });
@@ -183,7 +184,8 @@ export async function launchContainer(o: ContainerLaunchOptions): Promise<Launch
     // /dev/console (as Docker binds its pty there), ttyname() and `tty` find it.
     let terminal = '';
     try {
-      terminal = readlinkSync(`/proc/${pid}/fd/0`);
+      // Its stdout: while the helper waits at the gate its stdin is redirected from the gate.
+      terminal = readlinkSync(`/proc/${pid}/fd/1`);
     } catch {
       // no terminal to show
     }
@@ -207,6 +209,24 @@ export async function launchContainer(o: ContainerLaunchOptions): Promise<Launch
     warnings,
     process: { env: proc.env, uid: proc.user.uid, gid: proc.user.gid, cwd: proc.cwd },
   };
+}
+
+/**
+ * /etc/hostname with the container's host name, as docker gives every container (a RUN step gets
+ * only hosts and resolv.conf); etcFiles wrote it into the scratch dir. Left alone where the image
+ * has something other than a file there.
+ */
+function hostnameFile(stack: LayerStack, preparer: UpperPreparer, scratch: string, rootMount: string): FstabEntry[] {
+  let target: string[];
+  try {
+    const r = stack.resolve('/etc/hostname');
+    if (r.found && !r.found.stat.isFile()) return [];
+    target = r.components;
+  } catch {
+    return [];
+  }
+  preparer.ensureFile(target);
+  return [{ source: join(scratch, 'etc', 'hostname'), target: join(rootMount, ...target), type: 'none', options: ['bind'] }];
 }
 
 /** The mounts the user asked for, shallowest first, with their mount points made in the upper dir. */

@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { isErrno } from '../oci/layout/fs.js';
+import { isErrno, namesIn } from '../oci/layout/fs.js';
 
 export interface BuildCacheRecord {
   /** Digests this record keeps alive. */
@@ -52,14 +52,7 @@ export class BuildCacheRecords {
   }
 
   async keys(): Promise<Digest[]> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.dir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
-    return names
+    return (await namesIn(this.dir))
       .filter((n) => n.endsWith('.json'))
       .map((n) => `sha256:${n.slice(0, -5)}`)
       .filter(isDigest);

@@ -10,12 +10,21 @@
  * and the next prune deletes it. `detached` leases outlive the process and need `expires`.
  * Additions rewrite the file atomically under the store lock, which orders them against a running
  * garbage collection (that holds the lock from mark to sweep).
+ *
+ * What a lease file costs, since every step of a build adds to one:
+ * - No file until the first digest: an empty lease protects nothing.
+ * - Additions made while a write is waiting for the lock join that write, so a burst of additions
+ *   is one rewrite.
+ * - A process-bound lease is replaced by rename but never fsynced: other processes see the rename
+ *   at once, which is all garbage collection needs, and after a crash its process is gone, so the
+ *   lease protects nothing whether or not it reached the disk (a torn file reads as expired).
+ *   Detached leases, meant to outlive their process, are written durably.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDigest, type Digest } from '../oci/digest.js';
-import { writeFileAtomic } from '../oci/layout/fs.js';
+import { isErrno, tempName, writeFileAtomic } from '../oci/layout/fs.js';
 import type { StoreLock } from './lock.js';
 import { currentHost, currentOwner, isAlive, ownerTag } from './owner.js';
 
@@ -65,7 +74,12 @@ function installExitHook(): void {
 
 export class Lease {
   private readonly set: Set<Digest>;
-  private writing: Promise<void> = Promise.resolve();
+  /** The write that will list every digest added so far: the queued one, else the last one. */
+  private latest: Promise<void> = Promise.resolve();
+  /** A write waiting for the lock; additions made before it starts are written by it. */
+  private queued: Promise<void> | undefined;
+  /** Whether a lease file may exist (a write has started). */
+  private onDisk = false;
   private released = false;
 
   constructor(
@@ -94,30 +108,76 @@ export class Lease {
    * Pins digests. Returns once the lease file lists them, so content written afterwards is safe
    * from any garbage collection that starts later.
    */
-  async add(...digests: Digest[]): Promise<void> {
-    if (this.released) throw new Error(`lease ${this.id} used after release`);
-    const fresh = digests.filter((d) => !this.set.has(d));
-    if (!fresh.length) return this.writing;
-    for (const d of fresh) this.set.add(d);
-    const write = this.writing.then(() => this.lock.run(() => this.persist()));
-    this.writing = write.catch(() => undefined);
+  add(...digests: Digest[]): Promise<void> {
+    if (this.released) return Promise.reject(new Error(`lease ${this.id} used after release`));
+    let fresh = false;
+    for (const d of digests) {
+      if (this.set.has(d)) continue;
+      this.set.add(d);
+      fresh = true;
+    }
+    // Known digests are in the file already, or in a write under way: wait for that one.
+    if (!fresh) return this.latest;
+    if (this.queued) return this.queued;
+    const previous = this.latest;
+    const write = previous
+      .catch(() => undefined)
+      .then(() =>
+        this.lock.run(() => {
+          // From here on, additions need a write of their own: this one's list is taken now.
+          if (this.queued === write) this.queued = undefined;
+          return this.persist();
+        }),
+      );
+    this.queued = write;
+    this.latest = write;
     return write;
   }
 
-  /** Writes the lease file (the caller holds the store lock, or the lease is new). */
+  /**
+   * Writes the lease file with every digest added so far (the caller holds the store lock, or the
+   * lease is new). Only a detached lease is synced to disk; see the module comment.
+   */
   async persist(): Promise<void> {
     if (this.released) return;
     this.record.digests = [...this.set];
-    await writeFileAtomic(this.path, JSON.stringify(this.record), { tmpDir: this.tmpDir, tempPrefix: ownerTag() });
+    this.onDisk = true;
+    const data = JSON.stringify(this.record);
+    if (this.record.pid === undefined) {
+      await writeFileAtomic(this.path, data, { tmpDir: this.tmpDir, tempPrefix: ownerTag() });
+      return;
+    }
+    await replaceVisibly(this.path, data, this.tmpDir);
   }
 
   /** Ends the lease: its content is collectable again unless something else references it. */
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    await this.writing;
+    await this.latest.catch(() => undefined);
     active.delete(this.path);
-    await fsp.rm(this.path, { force: true });
+    if (this.onDisk) await fsp.rm(this.path, { force: true });
+  }
+}
+
+/**
+ * Replaces `path` by rename from a temp file in `tmpDir`: readers see the old file or the whole new
+ * one, never a part. Nothing is synced (see the module comment for why a process lease need not be).
+ */
+async function replaceVisibly(path: string, data: string, tmpDir: string): Promise<void> {
+  const tmp = join(tmpDir, tempName(ownerTag(), '.tmp'));
+  try {
+    try {
+      await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o644 });
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      await fsp.mkdir(tmpDir, { recursive: true });
+      await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o644 });
+    }
+    await fsp.rename(tmp, path);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
   }
 }
 
@@ -126,7 +186,7 @@ export async function createLease(dir: string, tmpDir: string, lock: StoreLock, 
   const rec: LeaseRecord = {
     id: `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`,
     created: new Date().toISOString(),
-    digests: [...new Set(opts.digests ?? [])],
+    digests: [],
   };
   if (opts.label !== undefined) rec.label = opts.label;
   if (opts.detached) {
@@ -138,14 +198,13 @@ export async function createLease(dir: string, tmpDir: string, lock: StoreLock, 
   }
   if (opts.expiresInMs !== undefined) rec.expires = new Date(Date.now() + opts.expiresInMs).toISOString();
   const lease = new Lease(dir, tmpDir, lock, rec);
-  // A new lease with digests must be ordered against garbage collection like any addition; an
-  // empty one protects nothing yet and needs no lock.
-  if (rec.digests.length) await lock.run(() => lease.persist());
-  else await lease.persist();
   if (!opts.detached) {
     active.add(lease.path);
     installExitHook();
   }
+  // An empty lease protects nothing: its file is written with its first digests, under the lock
+  // like every addition, since that orders it against garbage collection.
+  if (opts.digests?.length) await lease.add(...opts.digests);
   return lease;
 }
 

@@ -4,7 +4,7 @@
  *
  *   <root>/oci-layout, index.json, blobs/sha256/<hex>   the OCI layout: every image record is an
  *                                                       index.json entry
- *   <root>/store.lock                                   cross-process lock (proper-lockfile)
+ *   <root>/store.lock                                   cross-process lock (see lock.ts)
  *   <root>/leases/<id>.json                             content pinned by running builds and loads
  *   <root>/compressed/<diffID hex>/<gzip|zstd>.json     compressed variants of uncompressed layers
  *   <root>/snapshots/<diffID hex>/fs, l/<short>         unpacked layers for overlay lowerdirs
@@ -120,11 +120,21 @@ export interface LowerDirs {
 /** Opens (creating when needed) the store at `root`. */
 export async function openStore(opts: OpenStoreOptions = {}): Promise<Store> {
   const root = resolvePath(opts.root ?? defaultStoreRoot());
-  await fsp.mkdir(root, { recursive: true, mode: 0o700 });
-  for (const dir of ['leases', 'snapshots', 'l', 'compressed', 'cache', 'tmp']) await fsp.mkdir(join(root, dir), { recursive: true });
-  const layout = await OciLayout.open(root, { create: true, tmpDir: join(root, 'tmp'), tempPrefix: ownerTag() });
+  // A store in use has all of these: one listing tells, where creating each would be a call apiece.
+  const present = new Set(await fsp.readdir(root).catch(() => [] as string[]));
+  const complete = STORE_ENTRIES.every((name) => present.has(name));
+  if (!complete) {
+    await fsp.mkdir(root, { recursive: true, mode: 0o700 });
+    for (const dir of STORE_DIRS) await fsp.mkdir(join(root, dir), { recursive: true });
+  }
+  const layout = await OciLayout.open(root, { create: !complete, tmpDir: join(root, 'tmp'), tempPrefix: ownerTag() });
   return new Store(root, layout, opts);
 }
+
+/** The directories `openStore` makes. */
+const STORE_DIRS = ['leases', 'snapshots', 'l', 'compressed', 'cache', 'tmp'];
+/** What a store that needs nothing created has (the layout's own files included). */
+const STORE_ENTRIES = [...STORE_DIRS, 'blobs', 'oci-layout', 'index.json'];
 
 export class Store {
   readonly tmpDir: string;
@@ -232,7 +242,7 @@ export class Store {
       await lease.add(...digests);
       const desc = isImageIndex(source) ? await writeImageIndex(this.layout, source) : await writeImage(this.layout, source);
       for (const image of images) await this.recordCompressedLayers(image);
-      const index = await this.lock.run(() => this.layout.updateIndex((ix) => setNames(ix, desc, names, new Date().toISOString())));
+      const index = await this.changeIndex((ix) => setNames(ix, desc, names, new Date().toISOString()));
       return recordsOf(index).find((r) => r.digest === desc.digest)!;
     });
   }
@@ -273,13 +283,29 @@ export class Store {
     const target = normalizeReference(dst);
     if (target.digest) throw new InvalidReferenceError(dst, 'a tag cannot contain a digest');
     const name = formatReference(target);
-    const index = await this.lock.run(async () =>
-      this.layout.updateIndex((ix) => {
-        const rec = lookupIn(ix, src);
-        return setNames(ix, { mediaType: rec.mediaType, digest: rec.digest, size: rec.size }, [name], new Date().toISOString());
-      }),
-    );
+    const index = await this.changeIndex((ix) => {
+      const rec = lookupIn(ix, src);
+      return setNames(ix, { mediaType: rec.mediaType, digest: rec.digest, size: rec.size }, [name], new Date().toISOString());
+    });
     return recordsOf(index).find((r) => r.names.includes(name))!;
+  }
+
+  /**
+   * Applies `change` to index.json under the store lock, writing it only when the entries differ:
+   * naming an image with the names it already has (a rebuild that changed nothing) writes nothing.
+   * When the index read without the lock already has the change applied, the lock is not taken
+   * either: index.json is only ever replaced whole, and a change that races with this one is
+   * ordered after it, as it would be had this one been written.
+   */
+  private async changeIndex(change: (index: Index) => Index): Promise<Index> {
+    const current = await this.layout.readIndex();
+    if (sameIndex(current, change(current))) return current;
+    return this.lock.run(async () => {
+      const before = await this.layout.readIndex();
+      const after = change(before);
+      if (!sameIndex(before, after)) await this.layout.writeIndex(after);
+      return after;
+    });
   }
 
   /** Removes one name; an image left without names stays, dangling. */
@@ -656,6 +682,11 @@ export function setNames(index: Index, desc: Descriptor, names: string[], now: s
   }
   manifests = keepDangling({ ...index, manifests }, displaced).manifests;
   return { ...index, manifests };
+}
+
+/** Whether two index.json documents have the same content (entries in the same order). */
+function sameIndex(a: Index, b: Index): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** Adds an unnamed entry for each image among `removed` that no longer has any entry. */

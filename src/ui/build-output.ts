@@ -145,6 +145,11 @@ export class BuildOutput {
     await this.recorder?.finish(canceled ? 'canceled' : 'failed', { error: message });
     await this.stopRenderer();
     const rec = this.recorder;
+    // What ran before the failure, and how long the failing step took; a build that failed before
+    // any step (a Dockerfile error) has nothing to sum up.
+    if ((this.kind === 'tty' || this.kind === 'plain') && rec && rec.record.steps.some((s) => s.line !== undefined)) {
+      process.stderr.write(`${summaryLines(rec.record, undefined, process.stderr.columns || 100).join('\n')}\n`);
+    }
     const failed = this.failedVertex;
     // `-q` keeps standard error to the error itself, as scripts expect.
     if (rec && failed !== undefined && !this.options.quiet && err instanceof DockerfileError && err.context.length) {

@@ -8,15 +8,21 @@
  *   #4 [build 3/4] COPY . /app
  *   #4 CACHED
  *
- * Byte progress (pulls, pushes, exports) prints at most once a second per vertex, with its rate, and
- * once when complete. Event types it does not know are skipped.
+ * Byte progress (pulls, layers compressed, exports, pushes) prints at most once a second per
+ * transfer (a vertex and a label), with its rate, and once when complete; a transfer done within
+ * the second is that one line:
+ *
+ *   #9 compressing sha256:2f1c0e3a9b7d 41.94MB / 80.00MB 26.10MB/s
+ *   #9 compressing sha256:2f1c0e3a9b7d 80.00MB 25.80MB/s done
+ *
+ * Event types it does not know are skipped.
  */
 import type { BuildEvent } from '../build/events.js';
 
 export function plainRenderer(write: (text: string) => void): (event: BuildEvent) => void {
   const started = new Map<number, number>();
   const partial = new Map<number, string>();
-  const progress = new Map<string, { first: number; firstBytes: number; printed: number }>();
+  const progress = new Map<string, { first: number; firstBytes: number; printed: number; completedAt?: number }>();
   // While a shell owns the terminal, lines wait here.
   let held: string[] | undefined;
   const out = (text: string): void => {
@@ -46,11 +52,15 @@ export function plainRenderer(write: (text: string) => void): (event: BuildEvent
         const k = `${event.id} ${event.label ?? ''}`;
         let p = progress.get(k);
         if (!p) {
-          p = { first: event.time, firstBytes: event.current, printed: 0 };
+          // The first line comes after a second (or at the end): a quick transfer is one line.
+          p = { first: event.time, firstBytes: event.current, printed: event.time };
           progress.set(k, p);
         }
-        const complete = event.total !== undefined && event.current >= event.total;
+        const complete = event.done ?? (event.total !== undefined && event.current >= event.total);
         if (!complete && event.time - p.printed < 1000) break;
+        // The same end reported twice (a last chunk, then the transfer's close) is one line.
+        if (complete && p.completedAt === event.current) break;
+        if (complete) p.completedAt = event.current;
         p.printed = event.time;
         const label = event.label ?? 'transferred';
         if (event.unit === 'items') {
@@ -59,7 +69,7 @@ export function plainRenderer(write: (text: string) => void): (event: BuildEvent
         }
         const amount = event.total !== undefined && !complete ? `${formatBytes(event.current)} / ${formatBytes(event.total)}` : formatBytes(event.current);
         const rate = formatRate(event.current - p.firstBytes, event.time - p.first);
-        out(`#${event.id} ${label} ${amount}${rate ? ` ${rate}` : ''}\n`);
+        out(`#${event.id} ${label} ${amount}${rate ? ` ${rate}` : ''}${complete ? ' done' : ''}\n`);
         break;
       }
       case 'vertex-cached':

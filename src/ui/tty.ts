@@ -13,6 +13,17 @@ import { formatBytes, formatDuration, formatRate } from './plain.js';
 const TAIL_LINES = 5;
 const FRAME_MS = 100;
 
+interface Transfer {
+  done: boolean;
+  current: number;
+  total?: number;
+  label?: string;
+  items: boolean;
+  first: number;
+  firstBytes: number;
+  time: number;
+}
+
 interface VertexView {
   id: number;
   name: string;
@@ -22,7 +33,10 @@ interface VertexView {
   durationMs?: number;
   lines: string[];
   partial: string;
-  progress?: { current: number; total?: number; label?: string; items: boolean; first: number; firstBytes: number; time: number };
+  /** Counted progress (`context files read 3/5`), shown on the step's line. */
+  progress?: Transfer;
+  /** Byte transfers by label (`compressing sha256:…`, `pushing NAME`), each on a line of its own while it runs. */
+  transfers: Map<string, Transfer>;
   reasons: string[];
   error?: string;
 }
@@ -95,6 +109,7 @@ export function ttyRenderer(out: NodeJS.WriteStream = process.stderr, env: NodeJ
           lines: [],
           partial: '',
           reasons: [],
+          transfers: new Map(),
         });
         break;
       case 'vertex-log': {
@@ -108,16 +123,20 @@ export function ttyRenderer(out: NodeJS.WriteStream = process.stderr, env: NodeJ
       case 'vertex-progress': {
         const v = vertices.get(event.id);
         if (!v) break;
-        const first = v.progress && v.progress.label === event.label ? v.progress : { first: event.time, firstBytes: event.current };
-        v.progress = {
+        const items = event.unit === 'items';
+        const before = items ? (v.progress?.label === event.label ? v.progress : undefined) : v.transfers.get(event.label ?? '');
+        const t: Transfer = {
+          done: event.done ?? (event.total !== undefined && event.current >= event.total),
           current: event.current,
           ...(event.total !== undefined ? { total: event.total } : {}),
           ...(event.label ? { label: event.label } : {}),
-          items: event.unit === 'items',
-          first: first.first,
-          firstBytes: first.firstBytes,
+          items,
+          first: before?.first ?? event.time,
+          firstBytes: before?.firstBytes ?? event.current,
           time: event.time,
         };
+        if (items) v.progress = t;
+        else v.transfers.set(event.label ?? '', t);
         break;
       }
       case 'vertex-miss': {
@@ -224,21 +243,33 @@ function RunningArea({ running, now, color, width }: { running: VertexView[]; no
   );
 }
 
+const BAR_WIDTH = 20;
+
+/** `[=========>          ]` for a transfer of known size. */
+export function progressBar(current: number, total: number, width = BAR_WIDTH): string {
+  const filled = total > 0 ? Math.min(width, Math.floor((current / total) * width)) : width;
+  if (filled >= width) return `[${'='.repeat(width)}]`;
+  return `[${'='.repeat(filled)}>${' '.repeat(width - filled - 1)}]`;
+}
+
+/** One running transfer: `compressing sha256:… [====>    ] 12.30MB / 80.00MB 25.00MB/s`. */
+export function transferLine(t: { label?: string; current: number; total?: number; first: number; firstBytes: number; time: number }): string {
+  const rate = formatRate(t.current - t.firstBytes, t.time - t.first);
+  const amount = t.total !== undefined ? `${progressBar(t.current, t.total)} ${formatBytes(t.current)} / ${formatBytes(t.total)}` : formatBytes(t.current);
+  return `${t.label ?? 'transferring'} ${amount}${rate ? ` ${rate}` : ''}`;
+}
+
 function RunningVertex({ view, now, color }: { view: VertexView; now: number; color: boolean }): ReactElement {
   const seconds = ((now - view.started) / 1000).toFixed(1);
   const p = view.progress;
-  let progress = '';
-  if (p?.items) {
-    progress = ` ${p.label ?? ''} ${p.current}${p.total !== undefined ? `/${p.total}` : ''}`;
-  } else if (p) {
-    const amount = p.total !== undefined ? `${formatBytes(p.current)} / ${formatBytes(p.total)}` : formatBytes(p.current);
-    const rate = formatRate(p.current - p.firstBytes, p.time - p.first);
-    progress = ` ${p.label ?? ''} ${amount}${rate ? ` ${rate}` : ''}`;
-  }
+  const progress = p ? ` ${p.label ?? ''} ${p.current}${p.total !== undefined ? `/${p.total}` : ''}` : '';
+  // Finished transfers leave the screen; the running ones each get a line.
+  const running = [...view.transfers.values()].filter((t) => !t.done);
   return h(
     Box,
     { flexDirection: 'column' },
     h(Text, { wrap: 'truncate-end' }, h(Text, { color: color ? 'yellow' : undefined }, `=> #${view.id} ${seconds}s${progress} `), view.name),
+    ...running.map((t, i) => h(Text, { key: `t${i}`, color: color ? 'blue' : undefined, wrap: 'truncate-end' }, `   ${transferLine(t)}`)),
     ...view.reasons.map((r, i) => h(Text, { key: `r${i}`, dimColor: color, wrap: 'truncate-end' }, `   cache miss: ${r}`)),
     ...[...view.lines, ...(view.partial ? [view.partial] : [])].slice(-TAIL_LINES).map((l, i) => h(Text, { key: `l${i}`, dimColor: color, wrap: 'truncate-end' }, `   ${l}`)),
   );

@@ -6,22 +6,17 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pruneBuilds } from '../../src/build/history/record.js';
-import { busyboxStore, type BusyboxStore } from '../helpers/busybox.js';
-import { copyFixture, kilnRun } from '../helpers/build.js';
+import { type BusyboxStore } from '../helpers/busybox.js';
+import { kilnRun } from '../helpers/build.js';
+import { useFixtureStore } from '../helpers/fixture-store.js';
 import { KILN_BIN } from '../helpers/kiln.js';
 import { kilnAt, tempDir } from '../helpers/store.js';
 
 let base: BusyboxStore;
 let ctx: string;
-beforeAll(async () => {
-  base = await busyboxStore();
-  ctx = await copyFixture('progress', join(base.dir, 'progress'));
-}, 120_000);
-afterAll(async () => {
-  await base?.cleanup();
-});
+useFixtureStore('progress', (s) => ({ base, ctx } = s));
 
 const LINE = '0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklm\n';
 const FIVE_MIB = 5 * 1024 * 1024;

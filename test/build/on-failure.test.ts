@@ -4,22 +4,17 @@
  * with the step's own error. Without a terminal, a one-line warning and the usual failure.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../conformance/harness.js';
-import { busyboxStore, type BusyboxStore } from '../helpers/busybox.js';
-import { copyFixture, kilnRun } from '../helpers/build.js';
+import { type BusyboxStore } from '../helpers/busybox.js';
+import { kilnRun } from '../helpers/build.js';
+import { useFixtureStore } from '../helpers/fixture-store.js';
 import { KILN_BIN } from '../helpers/kiln.js';
 import { Terminal, shellQuote } from '../ui/terminal.js';
 
 let base: BusyboxStore;
 let ctx: string;
-beforeAll(async () => {
-  base = await busyboxStore();
-  ctx = await copyFixture('progress', join(base.dir, 'progress'));
-}, 120_000);
-afterAll(async () => {
-  await base?.cleanup();
-});
+useFixtureStore('progress', (s) => ({ base, ctx } = s));
 
 const ERROR = /Dockerfile\.fail:4: process "\/bin\/sh -c echo \\"made by the failed step\\" > \/failed-step-file; .*" did not complete successfully: exit code: 7/;
 

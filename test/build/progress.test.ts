@@ -6,10 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../conformance/harness.js';
-import { busyboxStore, type BusyboxStore } from '../helpers/busybox.js';
+import { type BusyboxStore } from '../helpers/busybox.js';
 import { copyFixture, expectOk, kilnRun } from '../helpers/build.js';
+import { useFixtureStore } from '../helpers/fixture-store.js';
 import { KILN_BIN } from '../helpers/kiln.js';
 import { startRegistry } from '../helpers/registry/index.js';
 import { kilnAt, tempDir } from '../helpers/store.js';
@@ -17,13 +18,7 @@ import { Terminal, shellQuote } from '../ui/terminal.js';
 
 let base: BusyboxStore;
 let ctx: string;
-beforeAll(async () => {
-  base = await busyboxStore();
-  ctx = await copyFixture('progress', join(base.dir, 'progress'));
-}, 120_000);
-afterAll(async () => {
-  await base?.cleanup();
-});
+useFixtureStore('progress', (s) => ({ base, ctx } = s));
 
 describe('kiln build progress', () => {
   it('in a terminal: running stages side by side with their output, then every step and a summary', { timeout: 120_000 }, async () => {
@@ -91,6 +86,9 @@ describe('kiln build progress', () => {
     expectOk(await kilnRun(base.root, ['build', '--progress', 'plain', '--build-arg', 'NAP=0', '-t', 'progress', ctx]));
     const failed = await kilnRun(base.root, ['build', '--progress', 'plain', '-f', join(ctx, 'Dockerfile.fail'), ctx]);
     expect(failed.status).toBe(1);
+    // A failed build sums up too: what ran, and the step that failed with its time.
+    expect(failed.stderr).toMatch(/^Summary: 2 steps, 0 cached, 1 failed, [\d.]+s$/m);
+    expect(failed.stderr).toMatch(/^Failed: #\d+ \[3\/3\] RUN echo "made by the failed step".* after \d+\.\ds$/m);
     const out = kilnAt(base.root, ['history', '--build']);
     expect(out.status, out.stderr).toBe(0);
     const [header, newest, previous] = out.stdout.split('\n');
@@ -101,6 +99,25 @@ describe('kiln build progress', () => {
     expect(JSON.parse(json)).toMatchObject({ outcome: 'failed', steps: 2, cached: 0 });
     // Plain `kiln history IMAGE` is unchanged.
     expect(kilnAt(base.root, ['history', 'progress']).stdout).toMatch(/^IMAGE +CREATED +CREATED BY +SIZE +COMMENT/);
+  });
+
+  it('-o type=oci,dest=FILE: the layers compressed and the archive written show their bytes and rates', { timeout: 120_000 }, async () => {
+    const dir = join(base.dir, 'oci-export');
+    mkdirSync(dir, { recursive: true });
+    // A layer never built before (random bytes), so it is compressed in this build.
+    writeFileSync(join(dir, 'Dockerfile'), 'FROM kiln-test/busybox\nRUN head -c 3000000 /dev/urandom > /blob\n');
+    const dest = join(base.dir, 'exported-oci.tar');
+    const r = await kilnRun(base.root, ['build', '--progress', 'plain', '-o', `type=oci,dest=${dest}`, dir]);
+    expect(r.status, r.stderr).toBe(0);
+    // The new layer's end line (the base image's layer may be compressed here too).
+    const layer = [...r.stderr.matchAll(/^#(\d+) compressing (sha256:[0-9a-f]{12}) ([\d.]+)MB(?: [\d.]+[kM]B\/s)? done$/gm)].find((m) => Number(m[3]) >= 3);
+    expect(layer, r.stderr).toBeDefined();
+    const written = r.stderr.match(new RegExp(`^#${layer![1]} writing ${dest.replace(/[.]/g, '\\.')} ([\\d.]+)MB(?: [\\d.]+[kM]B/s)? done$`, 'm'));
+    expect(written, r.stderr).not.toBeNull();
+    // What the archive holds: at least the compressed random layer (random bytes do not shrink).
+    expect(Number(written![1])).toBeGreaterThanOrEqual(3);
+    const listing = spawnSync('tar', ['tf', dest], { encoding: 'utf8' }).stdout;
+    expect(listing).toMatch(/^index\.json$/m);
   });
 
   it('a push and a pull show their bytes', { timeout: 120_000 }, async () => {

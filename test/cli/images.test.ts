@@ -223,12 +223,12 @@ describe('kiln tag, rmi, prune and du', () => {
     expect(kilnAt(root, ['prune', '-f']).stdout).toBe('Total reclaimed space: 0B\n');
   });
 
-  it('du reports images, snapshots, build cache and temp files', () => {
+  it('du reports images, containers, volumes, snapshots, build cache and temp files', () => {
     const r = kilnAt(root, ['du']);
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^TYPE +TOTAL +ACTIVE +SIZE +RECLAIMABLE$/);
-    expect(lines.map((l) => l.split(/ {2,}/)[0])).toEqual(['TYPE', 'Images', 'Snapshots', 'Build Cache', 'Temporary Files']);
+    expect(lines.map((l) => l.split(/ {2,}/)[0])).toEqual(['TYPE', 'Images', 'Containers', 'Local Volumes', 'Snapshots', 'Build Cache', 'Temporary Files']);
     const rows = kilnAt(root, ['system', 'df', '--format', 'json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
     expect(rows[0]).toMatchObject({ Type: 'Images', TotalCount: '1', Active: '0' });
     expect(rows[0]!.Size).toMatch(/MB$/);

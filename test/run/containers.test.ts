@@ -1,8 +1,9 @@
 /**
  * Containers as objects that outlive the kiln that made them, as root and as an unprivileged user:
  * `run -d` then ps, logs, exec, stop (StopSignal within the timeout, SIGKILL after it), kill, start,
- * rm; `create` + `start -a`; `commit` to an image whose new file `kiln run` sees; images in use kept
- * by rmi and prune.
+ * rm; `create` + `start -a` (and `-i`); names claimed, and containers started, once under
+ * concurrency; `du`; `commit` to an image whose new file `kiln run` sees; images in use kept by rmi
+ * and prune.
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -107,6 +108,82 @@ describe.each<Mode>(['root', 'rootless'])('containers (%s)', (mode) => {
     expect(again.status).toBe(125);
     expect(again.stderr).toContain('The container name "/once" is already in use');
     ok(await c.kiln(['rm', id.slice(0, 12), 'once']));
+  });
+
+  it('two runs with one --name at the same instant: exactly one gets the name, the other a conflict (125)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const both = await Promise.all([0, 1].map(() => c.kiln(['run', '--name', 'racer', c.image, 'true'])));
+      const winners = both.filter((r) => r.status === 0);
+      const losers = both.filter((r) => r.status !== 0);
+      expect(winners).toHaveLength(1);
+      expect(losers).toHaveLength(1);
+      expect(losers[0]!.status).toBe(125);
+      const holder = ok(await c.kiln(['ps', '-aq', '--no-trunc'])).trim();
+      expect(holder).toMatch(/^[0-9a-f]{64}$/);
+      expect(losers[0]!.stderr).toBe(
+        `kiln: Conflict. The container name "/racer" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.\n`,
+      );
+      // rm gives the name back.
+      ok(await c.kiln(['rm', 'racer']));
+    }
+  });
+
+  it('two starts of one container at the same instant run it once', async () => {
+    ok(await c.kiln(['create', '--name', 'once-only', c.image, 'sh', '-c', 'echo run >> /starts; exec sleep 1000']));
+    const both = await Promise.all([0, 1].map(() => c.kiln(['start', 'once-only'])));
+    for (const r of both) expect(ok(r)).toBe('once-only\n');
+    await eventually(async () => expect(ok(await c.kiln(['exec', 'once-only', 'cat', '/starts']))).toBe('run\n'), 'the container ran');
+    // A start right after a stop waits for the previous monitor to finish, then runs it again.
+    ok(await c.kiln(['stop', '-t', '0', 'once-only']));
+    ok(await c.kiln(['start', 'once-only']));
+    await eventually(async () => expect(ok(await c.kiln(['exec', 'once-only', 'cat', '/starts']))).toBe('run\nrun\n'), 'the container ran again');
+    ok(await c.kiln(['rm', '-f', 'once-only']));
+  });
+
+  it('a name whose container is gone (its remover died before giving the name back) can be taken again', async () => {
+    const names = join(c.root, 'container-names');
+    await fsp.mkdir(names, { recursive: true });
+    await fsp.writeFile(join(names, 'leftover'), `${'e'.repeat(64)}\n`);
+    c.own(names);
+    ok(await c.kiln(['create', '--name', 'leftover', c.image, 'true']));
+    const again = await c.kiln(['create', '--name', 'leftover', c.image, 'true']);
+    expect(again.status).toBe(125);
+    ok(await c.kiln(['rm', 'leftover']));
+  });
+
+  it('start -a -i passes standard input to a container created with -i; without -i it reads nothing', async () => {
+    ok(await c.kiln(['create', '-i', '--name', 'shouter', c.image, 'sh', '-c', 'tr a-z A-Z; exit 6']));
+    const attached = await c.kiln(['start', '-a', '-i', 'shouter'], { input: 'shout\n' });
+    expect(attached.stdout).toBe('SHOUT\n');
+    expect(attached.status).toBe(6);
+    const outputOnly = await c.kiln(['start', '-a', 'shouter'], { input: 'ignored\n' });
+    expect(outputOnly.stdout).toBe('');
+    expect(outputOnly.status).toBe(6);
+    // A container created without -i gets no input even with start -i.
+    ok(await c.kiln(['create', '--name', 'deaf', c.image, 'cat']));
+    const deaf = await c.kiln(['start', '-ai', 'deaf'], { input: 'unheard\n' });
+    expect(ok(deaf)).toBe('');
+    ok(await c.kiln(['rm', 'shouter', 'deaf']));
+  });
+
+  it('du counts containers (running ones active, their read-write layers) and local volumes (in use active)', async () => {
+    const row = async (type: string) => {
+      const rows = ok(await c.kiln(['du', '--format', 'json'])).trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+      return rows.find((r) => r.Type === type);
+    };
+    expect(await row('Containers')).toMatchObject({ TotalCount: '0', Active: '0', Size: '0B' });
+    ok(await c.kiln(['volume', 'create', 'du-spare']));
+    ok(await c.kiln(['run', '--name', 'writer', '-v', 'du-data:/data', c.image, 'sh', '-c', 'head -c 3000000 /dev/zero > /big; head -c 2000000 /dev/zero > /data/f']));
+    ok(await c.kiln(['run', '-d', '--name', 'sleeper', c.image, 'sleep', '1000']));
+    expect(await row('Containers')).toMatchObject({ TotalCount: '2', Active: '1', Size: '3MB', Reclaimable: '3MB (100%)' });
+    expect(await row('Local Volumes')).toMatchObject({ TotalCount: '2', Active: '1', Size: '2MB', Reclaimable: '0B (0%)' });
+    const verbose = ok(await c.kiln(['du', '-v']));
+    expect(verbose).toMatch(/^Containers space usage:\n\nCONTAINER ID\s+IMAGE\s+COMMAND\s+LOCAL VOLUMES\s+SIZE\s+CREATED\s+STATUS\s+NAMES$/m);
+    expect(verbose).toMatch(/^[0-9a-f]{12}\s+kiln-test\/busybox:latest\s+"sh -c head -c 30000…"\s+1\s+3MB\s+.* ago\s+Exited \(0\) .* ago\s+writer$/m);
+    expect(verbose).toMatch(/^du-data\s+1\s+2MB$/m);
+    expect(verbose).toMatch(/^du-spare\s+0\s+0B$/m);
+    ok(await c.kiln(['rm', '-f', 'writer', 'sleeper']));
+    ok(await c.kiln(['volume', 'rm', 'du-data', 'du-spare']));
   });
 
   it('create + start -a runs the container and exits with its status; its layer persists across starts', async () => {

@@ -8,46 +8,12 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import { createServer as createHttpServer, get as httpGet, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KILN_BIN } from '../helpers/kiln.js';
+import { fetchEventually, fetchText, hostAddress } from '../helpers/net.js';
 import { ok, runContext, type RunContext } from './context.js';
-
-/** The host's first non-loopback IPv4 address: what a container reaches the host by. */
-function hostAddress(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  throw new Error('the host has no non-loopback IPv4 address for a container to reach');
-}
-
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error(`${url}: no answer`)));
-  });
-}
-
-/** Retries while the detached container's server is still starting. */
-async function fetchEventually(url: string): Promise<string> {
-  let last: unknown;
-  for (let i = 0; i < 100; i++) {
-    try {
-      return await fetchText(url);
-    } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw last;
-}
 
 /** Polls `check` for up to ten seconds. */
 async function eventually(check: () => boolean): Promise<boolean> {

@@ -7,7 +7,12 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBusybox } from '../helpers/busybox.js';
+import { kiln } from '../helpers/kiln.js';
+import { startRegistry } from '../helpers/registry/index.js';
 import { ok, runContext, type Mode, type RunContext } from './context.js';
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const APP = 'kiln-test/run-app:1';
 const APP_DOCKERFILE = `FROM kiln-test/busybox
@@ -44,10 +49,60 @@ describe.each<Mode>(['root', 'rootless'])('kiln run (%s)', (mode) => {
     expect(missing.stderr).toContain('no-such-command');
     const notExecutable = await c.kiln(['run', '--rm', c.image, '/etc/passwd']);
     expect(notExecutable.status).toBe(126);
-    const noImage = await c.kiln(['run', '--rm', 'kiln-test/not-there', 'true']);
+    const noImage = await c.kiln(['run', '--rm', '--pull', 'never', 'kiln-test/not-there', 'true']);
     expect(noImage.status).toBe(125);
-    expect(noImage.stderr).toContain("Unable to find image 'kiln-test/not-there:latest' locally");
+    expect(noImage.stderr).toContain('No such image: kiln-test/not-there:latest');
   });
+
+  it('pulls an image the store lacks, as docker does: progress on stderr, --pull always|never, registry errors with 125', async () => {
+    const reg = await startRegistry({ mode: 'none' });
+    try {
+      // Pushed from another store, so that none of its blobs are in the container user's.
+      const remote = `${reg.host}/kiln/pulled:1`;
+      const pusher = join(c.dir, 'pusher-store');
+      await loadBusybox(pusher, remote);
+      ok(kiln(['--root', pusher, 'push', remote]));
+
+      const first = await c.kiln(['run', '--rm', remote, 'echo', 'pulled']);
+      expect(first.stdout).toBe('pulled\n');
+      expect(first.status).toBe(0);
+      expect(first.stderr).toMatch(new RegExp(`^Unable to find image '${escape(remote)}' locally\n1: Pulling from kiln/pulled\n`));
+      expect(first.stderr).toMatch(/^[0-9a-f]{12}: Pull complete$/m);
+      expect(first.stderr).toMatch(new RegExp(`\nDigest: sha256:[0-9a-f]{64}\nStatus: Downloaded newer image for ${escape(remote)}\n$`));
+      // In the store now: nothing is pulled.
+      const second = await c.kiln(['run', '--rm', remote, 'echo', 'pulled']);
+      expect(second.stderr).toBe('');
+      expect(ok(second)).toBe('pulled\n');
+      const always = await c.kiln(['run', '--rm', '--pull', 'always', remote, 'true']);
+      expect(ok(always)).toBe('');
+      expect(always.stderr).toMatch(new RegExp(`^1: Pulling from kiln/pulled\n(.*\n)*Status: Image is up to date for ${escape(remote)}\n$`));
+
+      // create pulls too; -q keeps stderr quiet and stdout the container ID alone.
+      ok(await c.kiln(['rmi', remote]));
+      const created = await c.kiln(['create', '-q', '--name', 'from-registry', remote, 'echo', 'pulled']);
+      expect(created.stderr).toBe('');
+      expect(ok(created)).toMatch(/^[0-9a-f]{64}\n$/);
+      expect(ok(await c.kiln(['start', '-a', 'from-registry']))).toBe('pulled\n');
+      ok(await c.kiln(['rm', 'from-registry']));
+
+      const never = await c.kiln(['run', '--rm', '--pull', 'never', `${reg.host}/kiln/other:1`, 'true']);
+      expect(never.status).toBe(125);
+      expect(never.stderr).toContain(`No such image: ${reg.host}/kiln/other:1`);
+      expect(never.stderr).not.toContain('Pulling');
+      const badPolicy = await c.kiln(['run', '--rm', '--pull', 'sometimes', remote, 'true']);
+      expect(badPolicy.status).toBe(125);
+      expect(badPolicy.stderr).toContain(`invalid pull option: 'sometimes': must be one of "always", "missing" or "never"`);
+
+      const absent = await c.kiln(['run', '--rm', `${reg.host}/kiln/absent:1`, 'true']);
+      expect(absent.status).toBe(125);
+      expect(absent.stdout).toBe('');
+      expect(absent.stderr).toContain(`Unable to find image '${reg.host}/kiln/absent:1' locally`);
+      expect(absent.stderr).toMatch(new RegExp(`kiln: ${escape(reg.host)}: .*manifest unknown .*\\(GET /v2/kiln/absent/manifests/1: 404\\)`));
+      expect(ok(await c.kiln(['ps', '-aq']))).toBe('');
+    } finally {
+      await reg.stop();
+    }
+  }, 180_000);
 
   it('passes -e, --env-file and the image environment, later ones winning', async () => {
     const envFile = join(c.dir, 'app.env');
@@ -123,8 +178,8 @@ describe.each<Mode>(['root', 'rootless'])('kiln run (%s)', (mode) => {
     expect(ok(await c.kiln(['run', '--rm', '--network', 'none', c.image, 'cat', '/sys/class/net/lo/operstate']))).toMatch(/^(unknown|up)\n$/);
   });
 
-  it('sets the host name: the short container ID by default, or --hostname', async () => {
-    expect(ok(await c.kiln(['run', '--rm', '--hostname', 'box', c.image, 'hostname']))).toBe('box\n');
+  it('sets the host name (and /etc/hostname): the short container ID by default, or --hostname', async () => {
+    expect(ok(await c.kiln(['run', '--rm', '--hostname', 'box', c.image, 'sh', '-c', 'hostname; cat /etc/hostname']))).toBe('box\nbox\n');
     expect(ok(await c.kiln(['run', '--rm', c.image, 'hostname']))).toMatch(/^[0-9a-f]{12}\n$/);
   });
 

@@ -10,12 +10,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, get as httpGet, type Server } from 'node:http';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../conformance/harness.js';
 import { KILN_BIN, kiln } from '../helpers/kiln.js';
+import { fetchEventually, fetchText, hostAddress } from '../helpers/net.js';
 import { attachPrivateNetwork, probePrivateNetwork, type NetworkAttachment, type NetworkTool } from '../../src/sandbox/network.js';
 import { ensurePackages, ensureUsers, TEST_USER } from './users.js';
 
@@ -64,40 +65,6 @@ function inNet(pid: number, argv: string[], env: NodeJS.ProcessEnv = process.env
       resolve({ status, stdout, stderr });
     });
   });
-}
-
-/** The host's first non-loopback IPv4 address: what a container reaches the host by. */
-function hostAddress(): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  throw new Error('the host has no non-loopback IPv4 address for the container to reach');
-}
-
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error(`${url}: no answer`)));
-  });
-}
-
-/** Retries until the server inside the namespace has bound its port. */
-async function fetchEventually(url: string): Promise<string> {
-  let last: unknown;
-  for (let i = 0; i < 100; i++) {
-    try {
-      return await fetchText(url);
-    } catch (err) {
-      last = err;
-      await pause(50);
-    }
-  }
-  throw last;
 }
 
 function alive(pid: number): boolean {
@@ -173,7 +140,7 @@ describeRoot.each(['pasta', 'slirp4netns'] as NetworkTool[])('private network wi
 
         // Inbound through the published port.
         httpd = spawn('nsenter', ['-t', String(pid), '-n', '--', 'busybox', 'httpd', '-f', '-p', '8080', '-h', web], { stdio: 'ignore' });
-        expect(await fetchEventually(`http://127.0.0.1:${hostPort}/index.html`)).toBe('container page\n');
+        expect(await fetchEventually(`http://127.0.0.1:${hostPort}/index.html`, 50)).toBe('container page\n');
 
         // Outbound UDP: a datagram to the host and its answer.
         const udp = await inNet(pid, [process.execPath, '-e', UDP_ROUNDTRIP, hostIp], { ...process.env, UDP_PORT: String((udpEcho.address() as { port: number }).port) });
@@ -292,7 +259,7 @@ console.log(JSON.stringify({ pid: net.pid, port: net.ports[0].hostPort }));`;
       expect(alive(helper)).toBe(true);
       const httpd = spawn('nsenter', ['-t', String(pid), '-n', '--', 'busybox', 'httpd', '-f', '-p', '8080', '-h', web], { stdio: 'ignore' });
       try {
-        expect(await fetchEventually(`http://127.0.0.1:${port}/index.html`)).toBe('container page\n');
+        expect(await fetchEventually(`http://127.0.0.1:${port}/index.html`, 50)).toBe('container page\n');
         expect((await inNet(pid, ['busybox', 'wget', '-q', '-O', '-', serverUrl])).stdout).toMatch(/^host says hello/);
       } finally {
         httpd.kill('SIGKILL');

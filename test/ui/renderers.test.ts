@@ -35,14 +35,13 @@ describe('plain renderer', () => {
     expect(out.split('\n')[0]).toBe('#1 [internal] load metadata for docker.io/kiln-test/busybox:latest');
   });
 
-  it('shows byte progress with its rate at most once a second, and when complete', () => {
+  it('shows byte progress with its rate at most once a second (the first after a second), and when complete', () => {
     const t0 = 1_000_000;
     const p = (current: number, dt: number): BuildEvent => ({ type: 'vertex-progress', id: 3, current, total: 10_000_000, unit: 'bytes', label: 'pulling', time: t0 + dt });
     const out = plain([p(0, 0), p(1_000_000, 300), p(5_000_000, 1000), p(7_000_000, 1500), p(10_000_000, 2000)]);
     expect(out.split('\n').filter(Boolean)).toEqual([
-      '#3 pulling 0B / 10.00MB',
       '#3 pulling 5.00MB / 10.00MB 5.00MB/s',
-      '#3 pulling 10.00MB 5.00MB/s',
+      '#3 pulling 10.00MB 5.00MB/s done',
     ]);
   });
 

@@ -129,7 +129,9 @@ export class BuildRecorder {
     this.record = { version: 1, id, target: init.target, tags: init.tags, started: new Date().toISOString(), outcome: 'running', steps: [], bases: {} };
     // Made now, before any log file opens (those open asynchronously, on the first output).
     mkdirSync(join(buildDir(storeRoot, id), 'logs'), { recursive: true });
-    this.ready = this.save();
+    // build.json appears with the first step's start (see saveSoon): a build that ends sooner,
+    // like a fully cached one, writes its record once, at the end.
+    this.ready = Promise.resolve();
   }
 
   get id(): string {
@@ -260,17 +262,28 @@ export class BuildRecorder {
   }
 }
 
-/** Removes all but the newest `keep` build records, and the file manifests none of them uses. */
-export async function pruneBuilds(storeRoot: string, keep: number): Promise<number> {
+/**
+ * File manifests are swept only once there are this many: finding the unused ones reads every kept
+ * build record, too much to do after every build, and a few small files waiting costs nothing.
+ */
+export const MANIFESTS_BEFORE_SWEEP = 4 * KEEP_BUILDS;
+
+/**
+ * Removes all but the newest `keep` build records, and, once there are more than
+ * `manifestsBeforeSweep` of them, the file manifests none of the kept records uses.
+ */
+export async function pruneBuilds(storeRoot: string, keep: number, manifestsBeforeSweep = MANIFESTS_BEFORE_SWEEP): Promise<number> {
   const ids = await listBuildIds(storeRoot);
   const old = ids.slice(0, Math.max(0, ids.length - keep));
   for (const id of old) await fsp.rm(buildDir(storeRoot, id), { recursive: true, force: true });
-  if (old.length) await pruneManifests(storeRoot, ids.slice(old.length));
+  if (old.length) await pruneManifests(storeRoot, ids.slice(old.length), manifestsBeforeSweep);
   return old.length;
 }
 
-async function pruneManifests(storeRoot: string, kept: string[]): Promise<void> {
+async function pruneManifests(storeRoot: string, kept: string[], threshold: number): Promise<void> {
   const { manifestsDir } = await import('./manifests.js');
+  const present = await fsp.readdir(manifestsDir(storeRoot)).catch(() => [] as string[]);
+  if (present.length <= threshold) return;
   const used = new Set<string>();
   for (const id of kept) {
     const rec = await readBuildRecord(storeRoot, id);
@@ -279,7 +292,7 @@ async function pruneManifests(storeRoot: string, kept: string[]): Promise<void> 
     }
   }
   const dir = manifestsDir(storeRoot);
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+  for (const name of present) {
     if (!used.has(name.replace(/\.json$/, ''))) await fsp.rm(join(dir, name), { force: true });
   }
 }

@@ -21,7 +21,8 @@ export function registerStart(program: Command): void {
     .command('start')
     .description('Start one or more stopped containers')
     .argument('<container...>', 'container names or IDs')
-    .option('-a, --attach', "attach to the container's output and exit with its status")
+    .option('-a, --attach', "attach to the container's output and signals, and exit with its status")
+    .option('-i, --interactive', "attach the container's standard input (a terminal for a -t container)")
     .action(async (refs: string[], options, cmd: Command) => {
       const { runStart } = await import('../run/manage.js');
       process.exitCode = await runStart(storeRoot(cmd), refs, options);

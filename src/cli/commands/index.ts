@@ -57,3 +57,12 @@ export const commands: Array<(program: Command) => void> = [
   registerUnshare,
   registerDoctor,
 ];
+
+/**
+ * Commands run often enough that `kiln <name> ...` registers only them (a fully cached build is
+ * mostly process start-up). Anything else, and any invocation that could print the command list
+ * (help, a mistyped command), registers every command.
+ */
+export const soloCommands: Readonly<Record<string, (program: Command) => void>> = {
+  build: registerBuild,
+};

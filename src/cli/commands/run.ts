@@ -28,6 +28,8 @@ export function containerFlags(cmd: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the container (default: the image\'s STOPSIGNAL, else SIGTERM)')
     .option('--stop-timeout <seconds>', 'seconds to wait after the stop signal before SIGKILL (default 10)')
     .option('-l, --label <key=value>', 'set a container label (repeatable)', collectKeyValue('--label'), {})
+    .option('--pull <policy>', 'pull the image before creating the container: missing (when not in the store), always, never', 'missing')
+    .option('-q, --quiet', 'suppress the pull output')
     .helpOption('--help', 'display help for command')
     .passThroughOptions();
 }

@@ -3,12 +3,13 @@
  * `Config` is the image config's own `config` object), filled from the stored image; `Descriptor`
  * is the manifest (or index) the store records, as docker shows it with the containerd store.
  */
+import { throwCollected } from '../collected-errors.js';
+import { writeInspectDocuments } from '../inspect-output.js';
 import { openStoreForCommand } from '../store.js';
 import { KilnError } from '../../errors.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { Catalog, type StoredImage } from './catalog.js';
 import { nameParts } from './names.js';
-import { goJson, parseTemplate } from './template.js';
 
 export interface InspectOptions {
   format?: string;
@@ -72,15 +73,7 @@ export async function runInspect(root: string, refs: string[], options: InspectO
       errors.push(err);
     }
   }
-  const format = options.format?.trim();
-  if (format && format !== 'json') {
-    const tmpl = parseTemplate(format.replace(/\\t/g, '\t').replace(/\\n/g, '\n'));
-    process.stdout.write(docs.map((d) => `${tmpl.execute(d)}\n`).join(''));
-  } else {
-    // docker prints `[]` when nothing was found, before the error.
-    process.stdout.write(`${goJson(docs, '    ')}\n`);
-  }
-  if (errors.length === 0) return 0;
-  for (const err of errors.slice(0, -1)) process.stderr.write(`kiln: ${err.describe()}\n`);
-  throw errors[errors.length - 1];
+  writeInspectDocuments(docs, options.format);
+  throwCollected(errors);
+  return 0;
 }

@@ -1,5 +1,6 @@
 /** `kiln tag`, `kiln rmi` and `kiln prune`: naming and removing images, worded as docker words it. */
-import { createInterface } from 'node:readline';
+import { throwCollected } from '../collected-errors.js';
+import { confirm, PruneCancelledError } from '../confirm.js';
 import { openStoreForCommand } from '../store.js';
 import { KilnError } from '../../errors.js';
 import type { Digest } from '../../oci/digest.js';
@@ -46,9 +47,7 @@ export async function runRmi(root: string, refs: string[], options: RmiOptions):
     }
   }
   if (deletedAny && options.prune) await store.gc();
-  if (!errors.length) return;
-  for (const err of errors.slice(0, -1)) process.stderr.write(`kiln: ${err.describe()}\n`);
-  throw errors[errors.length - 1];
+  throwCollected(errors);
 }
 
 /** docker's refusal to remove an image a container was created from. */
@@ -68,25 +67,6 @@ export interface PruneOptions {
   force?: boolean;
 }
 
-class PruneCancelledError extends KilnError {
-  constructor() {
-    super('CANCELLED', 'image prune has been cancelled');
-  }
-}
-
-/** docker's `[y/N]` prompt: only `y` or `Y` (after trimming) agrees; end of input declines. */
-async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(`${question} [y/N] `);
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  const answer = await new Promise<string>((resolve) => {
-    rl.once('line', resolve);
-    rl.once('close', () => resolve(''));
-  });
-  rl.close();
-  if (!process.stdin.isTTY) process.stdout.write('\n');
-  return answer.trim().toLowerCase() === 'y';
-}
-
 /**
  * `docker image prune`: removes dangling images (`-a`: every image) that no running kiln process
  * holds, then everything nothing references (layers, snapshots, expired leases, the temp files of
@@ -97,7 +77,7 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
     const warning = options.all
       ? 'WARNING! This will remove all images not in use by a running kiln process.'
       : 'WARNING! This will remove all dangling images.';
-    if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError();
+    if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError('image');
   }
   const store = await openStoreForCommand(root, { namespace: true });
   // Image IDs must be read before the content goes.

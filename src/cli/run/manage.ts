@@ -90,15 +90,20 @@ export async function runStart(root: string, refs: string[], options: { attach?:
       process.stdout.write(`${ref}\n`);
       return;
     }
+    const reader = new LogReader(containers.pathOf(rec.id, 'container.log'));
+    reader.read();
     if (!isRunning(rec)) {
       // Attached, kiln is the monitor, as in a foreground run: input, terminal and signals reach it.
       const { runAttached } = await import('./run.js');
-      exitCode = await runAttached(store, rec, { interactive: Boolean(options.interactive) });
-      return;
+      const { ContainerAlreadyRunningError } = await import('../../run/containers.js');
+      try {
+        exitCode = await runAttached(store, rec, { interactive: Boolean(options.interactive) });
+        return;
+      } catch (err) {
+        if (!(err instanceof ContainerAlreadyRunningError)) throw err;
+      }
     }
     // Already running under its own monitor: its output from now on, until it exits.
-    const reader = new LogReader(containers.pathOf(rec.id, 'container.log'));
-    reader.read();
     const after = await follow(root, rec.id, reader, { timestamps: false });
     exitCode = after?.state.exitCode ?? 0;
   });

@@ -9,10 +9,9 @@ import type { ContainerRecord } from '../../run/containers.js';
 import type { Store } from '../../store/index.js';
 import { KilnError } from '../../errors.js';
 import { openStoreForCommand } from '../store.js';
-import { Catalog } from '../image/catalog.js';
 import { displayRef } from '../image/names.js';
 
-export type RunFlags = ContainerFlags & { detach?: boolean };
+export type RunFlags = ContainerFlags & { detach?: boolean; pull?: string; quiet?: boolean };
 
 /** kiln's own failures before the container runs exit with 125, as docker's do. */
 function asRunError(err: unknown): unknown {
@@ -21,11 +20,10 @@ function asRunError(err: unknown): unknown {
 }
 
 async function create(root: string, imageRef: string, command: string[], flags: RunFlags): Promise<{ store: Store; record: ContainerRecord }> {
+  const { findRunImage, parsePullPolicy } = await import('./pull.js');
+  const pull = parsePullPolicy(flags.pull);
   const store = await openStoreForCommand(root, { namespace: true });
-  const { image } = await new Catalog(store).find(imageRef, 'run', displayRef(imageRef)).catch((err: unknown) => {
-    if (err instanceof KilnError) throw new KilnError(err.code, `Unable to find image '${displayRef(imageRef)}' locally`, { exitCode: 125, hint: `kiln pull ${imageRef}, or kiln build -t ${imageRef} .` });
-    throw err;
-  });
+  const image = await findRunImage(store, imageRef, { pull, ...(flags.quiet ? { quiet: true } : {}) });
   if (!image.config) throw new KilnError('IMAGE', `${displayRef(imageRef)} is not a runnable image${image.problem ? `: ${image.problem.message}` : ''}`, { exitCode: 125 });
   const { createContainer } = await import('../../run/lifecycle.js');
   const { record, warnings } = await createContainer({
@@ -64,9 +62,19 @@ export async function runContainer(root: string, imageRef: string, command: stri
     process.stdout.write(`${record.id}\n`);
     return 0;
   }
+  return runAttached(store, record, { interactive: Boolean(flags.interactive) });
+}
+
+/**
+ * Runs a created (or stopped) container in the foreground with kiln as its monitor: its output on
+ * kiln's, SIGINT/SIGTERM passed on, its exit status answered. With `interactive` kiln's stdin goes
+ * to it (if it was created with -i): the terminal itself for a -t container when stdin is one.
+ */
+export async function runAttached(store: Store, record: ContainerRecord, options: { interactive: boolean }): Promise<number> {
   const { superviseContainer } = await import('../../run/monitor.js');
-  const terminal = Boolean(flags.tty && flags.interactive && process.stdin.isTTY);
-  const piped = !terminal && Boolean(flags.interactive);
+  const interactive = options.interactive && record.config.openStdin;
+  const terminal = Boolean(record.config.tty && interactive && process.stdin.isTTY);
+  const piped = !terminal && interactive;
   try {
     return await superviseContainer(store, record, {
       ...(terminal ? { stdinInherit: true } : piped ? { stdin: process.stdin } : {}),

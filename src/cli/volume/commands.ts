@@ -1,8 +1,10 @@
 /** The `kiln volume` commands, worded and formatted as docker's. */
-import { createInterface } from 'node:readline';
 import { KilnError, UsageError } from '../../errors.js';
 import { VolumeStore, validateVolumeName, type VolumeInfo } from '../../run/volumes.js';
-import { goJson, parseTemplate, renderList } from '../image/template.js';
+import { throwCollected } from '../collected-errors.js';
+import { confirm, PruneCancelledError } from '../confirm.js';
+import { renderList } from '../image/template.js';
+import { writeInspectDocuments } from '../inspect-output.js';
 import { humanSize } from '../image/units.js';
 
 export interface VolumeCreateOptions {
@@ -124,13 +126,7 @@ export async function runVolumeInspect(root: string, names: string[], options: {
     if (v) docs.push(inspectDocument(v));
     else errors.push(new KilnError('VOLUME_NOT_FOUND', `No such volume: ${name}`));
   }
-  const format = options.format?.trim();
-  if (format && format !== 'json') {
-    const tmpl = parseTemplate(format.replace(/\\t/g, '\t').replace(/\\n/g, '\n'));
-    process.stdout.write(docs.map((d) => `${tmpl.execute(d)}\n`).join(''));
-  } else {
-    process.stdout.write(`${goJson(docs, '    ')}\n`);
-  }
+  writeInspectDocuments(docs, options.format);
   throwCollected(errors);
 }
 
@@ -163,12 +159,6 @@ export interface VolumePruneOptions {
   filter?: string[];
 }
 
-class PruneCancelledError extends KilnError {
-  constructor() {
-    super('CANCELLED', 'volume prune has been cancelled');
-  }
-}
-
 export async function runVolumePrune(root: string, options: VolumePruneOptions): Promise<void> {
   const filter = parseFilters(options.filter ?? [], ['label', 'label!', 'all']);
   const all = options.all || (filter.all ?? []).some((v) => v === 'true' || v === '1');
@@ -177,31 +167,11 @@ export async function runVolumePrune(root: string, options: VolumePruneOptions):
     const warning = all
       ? 'WARNING! This will remove all local volumes not used by at least one container.'
       : 'WARNING! This will remove anonymous local volumes not used by at least one container.';
-    if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError();
+    if (!(await confirm(`${warning}\nAre you sure you want to continue?`))) throw new PruneCancelledError('volume');
   }
   const result = await VolumeStore.open(root).prune({ all, only: (v) => matches(v, filter, undefined) });
   let out = '';
   if (result.removed.length) out += `Deleted Volumes:\n${result.removed.map((n) => `${n}\n`).join('')}\n`;
   out += `Total reclaimed space: ${humanSize(result.reclaimedBytes, 4)}\n`;
   process.stdout.write(out);
-}
-
-/** docker's `[y/N]` prompt: only `y` (any case) agrees; end of input declines. */
-async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(`${question} [y/N] `);
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  const answer = await new Promise<string>((resolve) => {
-    rl.once('line', resolve);
-    rl.once('close', () => resolve(''));
-  });
-  rl.close();
-  if (!process.stdin.isTTY) process.stdout.write('\n');
-  return answer.trim().toLowerCase() === 'y';
-}
-
-/** Earlier errors go to stderr; the last one is thrown, so the exit status is 1 after everything else ran. */
-function throwCollected(errors: KilnError[]): void {
-  if (!errors.length) return;
-  for (const err of errors.slice(0, -1)) process.stderr.write(`kiln: ${err.describe()}\n`);
-  throw errors[errors.length - 1];
 }

@@ -14,6 +14,7 @@
  * the same bytes whatever the thread count and however the input is split, so it is used with one
  * worker per core.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable, Transform, finished, pipeline, type TransformCallback, type Writable } from 'node:stream';
@@ -149,7 +150,10 @@ export function compressLayer(uncompressed: Readable, compression: Compression, 
     stored = diff;
   } else {
     stored = new DigestingStream();
-    stream = pipeline(uncompressed, diff, createCompressor(compression, options), stored, noop) as unknown as Readable;
+    const observer = compressionObservers.getStore();
+    stream = observer
+      ? (pipeline(uncompressed, diff, createCompressor(compression, options), stored, observedOutput(observer, compression, diff, stored), noop) as unknown as Readable)
+      : (pipeline(uncompressed, diff, createCompressor(compression, options), stored, noop) as unknown as Readable);
   }
   const result = new Promise<LayerDigests>((resolve, reject) => {
     finished(stream, (err) => {
@@ -160,6 +164,42 @@ export function compressLayer(uncompressed: Readable, compression: Compression, 
   // The stream reports the same failure; a caller that only watches the stream must not crash the process.
   result.catch(noop);
   return { stream, result };
+}
+
+/** Progress of one layer compression: uncompressed bytes read, compressed bytes written so far. */
+export interface CompressionProgress {
+  compression: Compression;
+  read: number;
+  written: number;
+  /** True once, on the last call, when the compressed stream is complete. */
+  done: boolean;
+}
+
+export type CompressionObserver = (progress: CompressionProgress) => void;
+
+const compressionObservers = new AsyncLocalStorage<CompressionObserver>();
+
+/**
+ * Runs `fn` with every layer compression it starts (directly or deep inside, such as the store
+ * making a layer's gzip variant) reporting to `observer` as compressed bytes come out: once per
+ * output chunk, and once more with `done` at the end. Callers throttle what they show.
+ */
+export function observeCompression<T>(observer: CompressionObserver, fn: () => T): T {
+  return compressionObservers.run(observer, fn);
+}
+
+/** A pass-through at the end of an observed compression, reporting the counts of both sides. */
+function observedOutput(observer: CompressionObserver, compression: Compression, input: DigestingStream, output: DigestingStream): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      observer({ compression, read: input.size, written: output.size, done: false });
+      done(null, chunk);
+    },
+    flush(done) {
+      observer({ compression, read: input.size, written: output.size, done: true });
+      done();
+    },
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

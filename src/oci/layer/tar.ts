@@ -24,23 +24,26 @@ const RAW_PAX = Symbol.for('kiln.tar.pax.raw');
 type PaxValue = string | Uint8Array | number;
 
 interface HeadersModule {
+  encode(header: object): Buffer | null;
   encodePax(opts: { name?: string; linkname?: string | null; pax?: Record<string, PaxValue> | null }): Buffer;
   decodePax(buf: Buffer): Record<string, string>;
 }
 
-let installed = false;
+let installed: HeadersModule | undefined;
 
-function installBinarySafePax(): void {
-  if (installed) return;
+/** tar-stream's header coder (the very module its pack and extract use), with binary-safe PAX installed. */
+function installBinarySafePax(): HeadersModule {
+  if (installed) return installed;
   const require = createRequire(import.meta.url);
   const headers = require(join(dirname(require.resolve('tar-stream')), 'headers.js')) as Partial<HeadersModule>;
-  if (typeof headers.encodePax !== 'function' || typeof headers.decodePax !== 'function') {
+  if (typeof headers.encode !== 'function' || typeof headers.encodePax !== 'function' || typeof headers.decodePax !== 'function') {
     // An internal error, not user input: the installed tar-stream is not the one kiln was written for.
-    throw new Error('tar-stream has no headers.encodePax/decodePax; binary-safe PAX records cannot be installed');
+    throw new Error('tar-stream has no headers.encode/encodePax/decodePax; binary-safe PAX records cannot be installed');
   }
   headers.encodePax = encodePax;
   headers.decodePax = decodePax;
-  installed = true;
+  installed = headers as HeadersModule;
+  return installed;
 }
 
 function paxRecord(key: string, value: PaxValue): Buffer {
@@ -196,6 +199,56 @@ export function toPackHeader(h: EntryHeader): Header & { pax?: Record<string, Pa
     devminor: h.devminor ?? 0,
     ...(Object.keys(pax).length > 0 ? { pax } : {}),
   };
+}
+
+const BLOCK = 512;
+
+/** Zero bytes that pad `size` bytes of content to a whole tar block. */
+export function blockPadding(size: number): number {
+  const over = size % BLOCK;
+  return over ? BLOCK - over : 0;
+}
+
+/** The two zero blocks that end a tar. */
+export const END_OF_ARCHIVE_BYTES = 2 * BLOCK;
+
+/**
+ * The header blocks tar-stream's pack writes for `h` (its `entry` defaults, then `_encode`: a
+ * ustar header, or a PAX header, its records and padding, then the ustar header), for writers that
+ * assemble a tar themselves and must match the pack's bytes. Fills in the defaults on `h`.
+ */
+export function encodeHeaderBlocks(h: ReturnType<typeof toPackHeader>): Buffer[] {
+  const coder = installBinarySafePax();
+  if (!h.size || h.type === 'symlink') h.size = 0;
+  if (!h.mode) h.mode = h.type === 'directory' ? 0o755 : 0o644;
+  if (!h.uid) h.uid = 0;
+  if (!h.gid) h.gid = 0;
+  if (!h.pax) {
+    const buf = coder.encode(h);
+    if (buf) return [buf];
+  }
+  const pax = coder.encodePax({ name: h.name, linkname: h.linkname, pax: h.pax ?? null });
+  const outer = {
+    name: 'PaxHeader',
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: pax.byteLength,
+    mtime: h.mtime,
+    type: 'pax-header',
+    linkname: h.linkname && 'PaxHeader',
+    uname: h.uname,
+    gname: h.gname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+  };
+  const blocks = [coder.encode(outer)!, pax];
+  const pad = blockPadding(pax.byteLength);
+  if (pad) blocks.push(Buffer.alloc(pad));
+  outer.size = h.size;
+  outer.type = h.type;
+  blocks.push(coder.encode(outer)!);
+  return blocks;
 }
 
 export function compareBytes(a: string, b: string): number {

@@ -82,16 +82,19 @@ export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoEx
   return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
 }
 
-/** The names in `dir` that are sha256 hex (content named by digest); none when `dir` does not exist. */
-export async function hexNamesIn(dir: string): Promise<string[]> {
-  let names: string[];
+/** The names in `dir`; none when `dir` does not exist (a store directory made on first use). */
+export async function namesIn(dir: string): Promise<string[]> {
   try {
-    names = await fsp.readdir(dir);
+    return await fsp.readdir(dir);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return [];
     throw err;
   }
-  return names.filter((n) => /^[a-f0-9]{64}$/.test(n));
+}
+
+/** The names in `dir` that are sha256 hex (content named by digest); none when `dir` does not exist. */
+export async function hexNamesIn(dir: string): Promise<string[]> {
+  return (await namesIn(dir)).filter((n) => /^[a-f0-9]{64}$/.test(n));
 }
 
 /** `stat` that answers undefined for a missing path. */
