@@ -66,6 +66,8 @@ function report(err: unknown): number {
     }
     return report(new UsageError(err.message.replace(/^error: /, '')));
   }
+  const fsError = filesystemError(err);
+  if (fsError) return report(fsError);
   if (err instanceof KilnError && err.context.length) process.stderr.write(`${err.context.join('\n')}\n`);
   if (err instanceof DockerfileError) {
     process.stderr.write(`${err.describe()}\n`);
@@ -76,4 +78,29 @@ function report(err: unknown): number {
     return err.exitCode;
   }
   throw err;
+}
+
+/** Errno codes that mean the file system refused, not that kiln is broken: worth one line, not a stack. */
+const FILESYSTEM_CODES: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+};
+
+/**
+ * A Node file-system error that escaped a command (a store directory another user owns, a full
+ * disk), as a KilnError naming the operation and the path, or undefined for anything else.
+ */
+function filesystemError(err: unknown): KilnError | undefined {
+  if (!(err instanceof Error) || err instanceof KilnError) return undefined;
+  const e = err as NodeJS.ErrnoException;
+  const what = e.code ? FILESYSTEM_CODES[e.code] : undefined;
+  if (!what || !e.path) return undefined;
+  const hint =
+    e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS'
+      ? 'the store (--root or KILN_ROOT) must be writable by this user; give each user a store of their own'
+      : 'free some space, for example with `kiln prune`';
+  return new KilnError('FILESYSTEM', `${what}: ${e.syscall ?? 'access'} ${e.path}`, { hint, cause: err });
 }
