@@ -373,18 +373,20 @@ export class BuildEngine {
       let result: StepResult;
       switch (expanded.kind) {
         case 'WORKDIR': {
-          const { dir } = applyWorkdir(state.image, expanded.path, at, created);
+          // The directory is made first: its history entry carries the time the step first ran.
+          const dir = normalizeWorkdir(state.image.config.config?.WorkingDir, expanded.path, at);
           result = await this.executors.mkdir(state, dir, planned, vertex);
+          applyWorkdir(state.image, expanded.path, at, created ?? result.created);
           break;
         }
         case 'RUN':
           result = await this.executors.run(state, expanded, vertex, planned, at);
-          addHistory(state.image, `RUN ${result.historyText ?? ''}`, { withLayer: true, executed: true, ...(created ? { created } : {}) });
+          addHistory(state.image, `RUN ${result.historyText ?? ''}`, { withLayer: true, executed: true, ...historyTime(created, result) });
           break;
         case 'COPY':
         case 'ADD':
           result = await this.executors.copy(state, expanded, planned, at, vertex);
-          addHistory(state.image, result.historyText ?? '', { withLayer: true, executed: true, ...(created ? { created } : {}) });
+          addHistory(state.image, result.historyText ?? '', { withLayer: true, executed: true, ...historyTime(created, result) });
           break;
         default:
           throw new DockerfileError(`${ins.keyword} is not supported here`, at);
@@ -535,6 +537,15 @@ export function displayText(ins: Instruction): string {
 /** Content digest of a heredoc body (for cache keys). */
 export function contentDigest(data: string): Digest {
   return sha256(data);
+}
+
+/**
+ * A layer step's history time: `SOURCE_DATE_EPOCH` when set, else when the step first ran, so a
+ * cached rebuild repeats its image's times (and ID) as BuildKit's keeps its layers' creation times.
+ */
+function historyTime(epochTime: string | undefined, result: StepResult): { created?: string } {
+  const created = epochTime ?? result.created;
+  return created ? { created } : {};
 }
 
 export type { Vertex };

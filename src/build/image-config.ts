@@ -126,7 +126,7 @@ export interface HistoryOptions {
   withLayer: boolean;
   /** BuildKit appends ` # buildkit` to steps it executes (RUN, COPY, ADD). */
   executed?: boolean;
-  /** `SOURCE_DATE_EPOCH` as an RFC 3339 time, when set. */
+  /** RFC 3339 time: `SOURCE_DATE_EPOCH` when set, else when the step's layer was made; none for metadata. */
   created?: string;
 }
 

@@ -36,6 +36,8 @@ export interface StepResult {
   empty: boolean;
   cached: boolean;
   historyText?: string;
+  /** When the step's layer was first made (its history time): a cached step keeps the original. */
+  created?: string;
 }
 
 interface StepRecord extends BuildCacheRecord {
@@ -43,6 +45,8 @@ interface StepRecord extends BuildCacheRecord {
   layer?: LayerRef;
   empty: boolean;
   step: string;
+  /** RFC 3339 time the step ran, so a cached rebuild gives the image the same history times. */
+  created?: string;
 }
 
 const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
@@ -153,11 +157,12 @@ export class StepExecutors {
   private async cached(key: Digest, planned: PlannedStage): Promise<StepRecord | undefined> {
     if (!this.engine.cacheAllowed(planned)) return undefined;
     const rec = await this.store.buildCache.get<StepRecord>(key);
-    // A record whose layer was pruned is a miss (unless an imported cache has the step).
-    if (!rec || (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest)))) return this.importedHit(key);
-    // The lease keeps the layer through a concurrent prune; the record itself is left as written
-    // (a cached step writes nothing to disk).
+    if (!rec) return this.importedHit(key);
+    // The lease holds the layer before it is checked, so a concurrent prune cannot remove it between
+    // the check and its use; the record itself is left as written (a cached step writes nothing).
     await this.engine.lease.add(...rec.pins);
+    // A record whose layer was pruned is a miss (unless an imported cache has the step).
+    if (rec.layer && !(await this.store.hasBlob(rec.layer.desc.digest))) return this.importedHit(key);
     this.records.set(key, rec);
     return rec;
   }
@@ -180,11 +185,14 @@ export class StepExecutors {
     return this.records.get(key);
   }
 
-  private async remember(key: Digest, record: unknown, step: string, layer: LayerRef | undefined, empty: boolean): Promise<void> {
+  /** Records a step that ran; returns the time it ran (the history time of its layer). */
+  private async remember(key: Digest, record: unknown, step: string, layer: LayerRef | undefined, empty: boolean): Promise<string> {
     const pins = layer ? [layer.desc.digest, layer.diffID] : [];
-    const rec: StepRecord = { key: record, step, empty, pins, lastUsed: new Date().toISOString(), ...(layer ? { layer } : {}) };
+    const now = new Date().toISOString();
+    const rec: StepRecord = { key: record, step, empty, pins, lastUsed: now, created: now, ...(layer ? { layer } : {}) };
     await this.store.buildCache.put(key, rec);
     this.records.set(key, rec);
+    return now;
   }
 
   // ------------------------------------------------------------------ RUN
@@ -222,7 +230,7 @@ export class StepExecutors {
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
     await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
-    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
+    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()), ...(hit.created ? { created: hit.created } : {}) };
 
     return this.once(key, async () => {
       const { runStep, RunFailedError } = await import('../sandbox/index.js');
@@ -264,8 +272,8 @@ export class StepExecutors {
       for (const w of result.warnings) engine.progress.warn(w, at.line);
       // A step that changed nothing still has its (empty) layer, as in BuildKit's images.
       const layer: LayerRef = { desc: result.layer, diffID: result.diffID };
-      await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
-      return { key, cached: false, empty: result.empty, historyText, layer };
+      const created = await this.remember(key, record, `RUN ${historyText}`, layer, result.empty);
+      return { key, cached: false, empty: result.empty, historyText, layer, created };
     }, historyText);
   }
 
@@ -528,15 +536,15 @@ export class StepExecutors {
       };
       if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
       const key = engine.key(record);
-      await this.remember(key, record, historyText, layer, layerResult.empty);
-      return { key, cached: false, empty: layerResult.empty, historyText, layer };
+      const created = await this.remember(key, record, historyText, layer, layerResult.empty);
+      return { key, cached: false, empty: layerResult.empty, historyText, layer, created };
     };
     // A download or clone is keyed by what it brings, so it must run before its key is known.
     if (remote) return execute();
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
     if (vertex) await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
-    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()) };
+    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()), ...(hit.created ? { created: hit.created } : {}) };
     return this.once(key, execute, historyText);
   }
 
@@ -588,7 +596,7 @@ export class StepExecutors {
     const key = this.engine.key(record);
     const hit = await this.cached(key, planned);
     if (vertex) await this.engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
-    if (hit) return { key, cached: true, empty: hit.empty, layer: hit.layer ?? (await this.emptyLayer()) };
+    if (hit) return { key, cached: true, empty: hit.empty, layer: hit.layer ?? (await this.emptyLayer()), ...(hit.created ? { created: hit.created } : {}) };
     return this.once(key, () => this.makeDir(state, dir, user, record, key));
   }
 
@@ -615,14 +623,14 @@ export class StepExecutors {
     if (entries.length === 0) {
       // The directory is there already: the step's layer is empty, as BuildKit's mkdir gives.
       const layer = await this.emptyLayer();
-      await this.remember(key, record, `WORKDIR ${dir}`, layer, true);
-      return { key, cached: false, empty: true, layer };
+      const created = await this.remember(key, record, `WORKDIR ${dir}`, layer, true);
+      return { key, cached: false, empty: true, layer, created };
     }
     const { writeTarEntries } = await import('../oci/layer/index.js');
     const written = await this.store.writeBlob(writeTarEntries(entries), { lease: this.engine.lease });
     const layer: LayerRef = { desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: written.digest, size: written.size }, diffID: written.digest };
-    await this.remember(key, record, `WORKDIR ${dir}`, layer, false);
-    return { key, cached: false, empty: false, layer };
+    const created = await this.remember(key, record, `WORKDIR ${dir}`, layer, false);
+    return { key, cached: false, empty: false, layer, created };
   }
 
   /** The layer of a step that changed nothing: an empty tar (what BuildKit's diff of no change is). */

@@ -8,10 +8,11 @@ import { openStore, type Store } from '../store/index.js';
 
 export async function openStoreForCommand(root: string, options: { namespace?: boolean } = {}): Promise<Store> {
   if (!options.namespace) return openStore({ root });
-  // Only the namespace module: the rest of the sandbox loads when a step needs it.
-  const { currentNamespace, ensureNamespace } = await import('../sandbox/userns.js');
-  await ensureNamespace();
-  if (!currentNamespace()?.squashed) return openStore({ root });
+  // Root, or already inside: only the id maps are read. The code that enters the namespace loads
+  // when it must run; the rest of the sandbox loads when a step needs it.
+  const { currentNamespace } = await import('../sandbox/namespace.js');
+  const ns = currentNamespace() ?? (await (await import('../sandbox/userns.js')).ensureNamespace());
+  if (!ns.squashed) return openStore({ root });
   // With a single-id mapping, unpacked files are owned by root and their real owners are kept
   // beside the snapshot, so the layers kiln writes still carry the image's ownership.
   const { squashedLayerCodec } = await import('../sandbox/squash.js');

@@ -5,11 +5,11 @@
  * layer type; how a layer's bytes are streamed and checked stays with the source.
  */
 import type { Readable, Transform } from 'node:stream';
-import * as zlib from 'node:zlib';
 import type { Digest } from './digest.js';
 import type { Image, Layer } from './image.js';
 import { UnsupportedCompressionError } from './layout/errors.js';
 import type { Descriptor, ImageConfig, Manifest } from './types.js';
+import { zlib } from './zlib.js';
 
 /**
  * Caches the first call of an async function (documents are immutable once named by digest). A
@@ -122,8 +122,9 @@ export abstract class DescriptorLayer implements Layer {
  * Node has one. Without one, `blob` is destroyed (nothing will read it) and the layer is refused.
  */
 export function layerDecoder(compression: 'gzip' | 'zstd', mediaType: string, blob: Readable): Transform {
-  if (compression === 'gzip') return zlib.createGunzip();
-  const make = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
+  const z = zlib();
+  if (compression === 'gzip') return z.createGunzip();
+  const make = (z as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
   if (!make) {
     blob.destroy();
     throw new UnsupportedCompressionError(mediaType);

@@ -30,17 +30,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { UserNamespaceError } from './errors.js';
-import {
-  buildMap,
-  currentUserName,
-  isIdentityMap,
-  mapArgs,
-  mappedCount,
-  readIdMap,
-  readSubIds,
-  type IdMapEntry,
-  type SubRange,
-} from './idmap.js';
+import { buildMap, currentUserName, mapArgs, readSubIds, type IdMapEntry, type SubRange } from './idmap.js';
+import { currentNamespace, type NamespaceInfo } from './namespace.js';
 import { findExecutable, hostTools } from './tools.js';
 
 /** Set in kiln's namespace: `full` or `single` (the mapping it was given). */
@@ -49,28 +40,7 @@ export const USERNS_ENV = 'KILN_USERNS';
 /** Subordinate ids kiln asks for: uid 65534 (nobody) must be mappable. */
 export const WANTED_SUBIDS = 65536;
 
-export interface NamespaceInfo {
-  /** `root`: real root, no user namespace. `rootless`: root inside a user namespace. */
-  mode: 'root' | 'rootless';
-  /** `host` for real root; `full` with subordinate ids; `single` when only root is mapped. */
-  mapping: 'host' | 'full' | 'single';
-  /** Only root is mapped: image owners live in kiln's records, not on disk. */
-  squashed: boolean;
-  uidMap: IdMapEntry[];
-  gidMap: IdMapEntry[];
-}
-
-/** What this process is: root (real or in a namespace), or undefined for a plain user. */
-export function currentNamespace(): NamespaceInfo | undefined {
-  if (process.geteuid?.() !== 0) return undefined;
-  const uidMap = readIdMap('uid');
-  const gidMap = readIdMap('gid');
-  if (uidMap.length === 0 || isIdentityMap(uidMap)) {
-    return { mode: 'root', mapping: 'host', squashed: false, uidMap, gidMap };
-  }
-  const single = mappedCount(uidMap) <= 1 || mappedCount(gidMap) <= 1;
-  return { mode: 'rootless', mapping: single ? 'single' : 'full', squashed: single, uidMap, gidMap };
-}
+export { currentNamespace, type NamespaceInfo } from './namespace.js';
 
 export interface NamespacePlan {
   mapping: 'full' | 'single';

@@ -6,9 +6,9 @@
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DockerfileError, KilnError } from '../errors.js';
-import type { BuildEngine } from '../build/engine.js';
+import type { BuildEngine, MissObserver } from '../build/engine.js';
 import type { BuildEvent } from '../build/events.js';
-import { BuildRecorder, previousBuild, type BuildRecord } from '../build/history/record.js';
+import { BuildRecorder, previousBuild } from '../build/history/record.js';
 import { chooseRenderer, type RendererKind } from './select.js';
 import { plainRenderer } from './plain.js';
 import { summaryLines, type SummaryImage } from './summary.js';
@@ -30,7 +30,7 @@ export class BuildOutput {
   private stopRenderer: () => Promise<void> = async () => undefined;
   private render: (e: BuildEvent) => void = () => undefined;
   private recorder: BuildRecorder | undefined;
-  private previous: Promise<BuildRecord | undefined> = Promise.resolve(undefined);
+  private target: { contextDir: string; dockerfile: string; stage: string } | undefined;
   private failedVertex: number | undefined;
   private observer: { settle(): Promise<void> } | undefined;
 
@@ -76,8 +76,7 @@ export class BuildOutput {
     const target = { contextDir: canonical(options.contextDir), dockerfile: options.dockerfile === '-' ? '-' : canonical(options.dockerfile), stage: options.target ?? '' };
     try {
       out.recorder = new BuildRecorder(options.storeRoot, { target, tags: options.tags });
-      const id = out.recorder.id;
-      out.previous = previousBuild(options.storeRoot, target, id).catch(() => undefined);
+      out.target = target;
     } catch {
       // A store that cannot keep build records still builds.
     }
@@ -95,17 +94,27 @@ export class BuildOutput {
     return this.recorder?.id;
   }
 
-  /** Announces the build (its id and log directory) once the engine is made; hooks the miss observer. */
+  /**
+   * Announces the build (its id and log directory) once the engine is made; hooks the miss observer.
+   * The observer, and the previous build's record it explains misses against, load at the first
+   * miss: a fully cached build has nothing to explain.
+   */
   async attach(engine: BuildEngine): Promise<void> {
     const rec = this.recorder;
-    if (!rec) return;
+    const target = this.target;
+    if (!rec || !target) return;
     this.sink({ type: 'build-start', build: rec.id, time: Date.now(), logDir: rec.logDir });
-    const { HistoryObserver } = await import('../build/history/observer.js');
     // Explanations go to the json stream too: machines reading it get them without asking.
     const explain = this.options.explain || this.kind === 'json' || this.kind === 'rawjson';
-    const observer = new HistoryObserver(engine, this.options.storeRoot, this.previous, explain);
-    this.observer = observer;
-    engine.observer = observer;
+    const storeRoot = this.options.storeRoot;
+    let loading: Promise<{ missed: MissObserver['missed']; settle(): Promise<void> }> | undefined;
+    const observer = (): NonNullable<typeof loading> =>
+      (loading ??= import('../build/history/observer.js').then(({ HistoryObserver }) => {
+        const previous = previousBuild(storeRoot, target, rec.id).catch(() => undefined);
+        return new HistoryObserver(engine, storeRoot, previous, explain);
+      }));
+    this.observer = { settle: async () => (loading ? (await loading).settle() : undefined) };
+    engine.observer = { missed: async (step) => (await observer()).missed(step) };
   }
 
   private async mergeKeys(engine: BuildEngine | undefined): Promise<void> {

@@ -108,6 +108,25 @@ describe('kiln build', () => {
     expect(r.stderr).toContain('1/3 steps cached');
   });
 
+  it('a fully cached rebuild gives the same image ID; a changed file gives a new one', () => {
+    const dir = context({
+      Dockerfile: `FROM ${base.image}\nENV STAGE=one\nWORKDIR /work\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nLABEL built=yes\nCMD ["cat", "/copy"]\n`,
+      'a.txt': 'v1',
+    });
+    const id = () => {
+      const r = build(['-q', dir]);
+      expect(r.status).toBe(0);
+      return r.stdout.trim();
+    };
+    const first = id();
+    expect(first).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(id()).toBe(first);
+    writeFileSync(join(dir, 'a.txt'), 'v2');
+    const changed = id();
+    expect(changed).not.toBe(first);
+    expect(id()).toBe(changed);
+  });
+
   describe('bad input gets one line naming the Dockerfile line', () => {
     it('a COPY source missing from the context', () => {
       const dir = context({ Dockerfile: `FROM ${base.image}\nCOPY missing.txt /x\n` });

@@ -2,7 +2,7 @@
  * EXPOSE port specs → exposed-port keys (`80/tcp`), as BuildKit's dockerfile2llb reads them:
  * `[ip:][hostPort:]containerPort[/proto]`, ranges allowed; only the container side is kept.
  */
-import { isIP } from 'node:net';
+import { createRequire } from 'node:module';
 import { goQuote, goToLower } from '../parser/gostr.js';
 
 export class PortSpecError extends Error {
@@ -98,6 +98,8 @@ function splitHostPort(hostport: string): { host: string } | { error: string } {
 
 /** Go net.ParseIP: dotted IPv4 or IPv6 text, no zone. */
 function isGoIP(s: string): boolean {
+  // node:net loads only here: few Dockerfiles name an address, and every build parses EXPOSE.
+  const { isIP } = createRequire(import.meta.url)('node:net') as typeof import('node:net');
   return !s.includes('%') && isIP(s) !== 0;
 }
 

@@ -3,11 +3,11 @@
  * images, metadata-only changes) before they go to a layout or the store.
  */
 import { Readable } from 'node:stream';
-import { gunzipSync } from 'node:zlib';
 import { sha256, type Digest } from '../digest.js';
 import type { Image, Layer } from '../image.js';
 import { MediaType, layerCompression } from '../mediatypes.js';
 import type { Descriptor, ImageConfig, Manifest } from '../types.js';
+import { zlib } from '../zlib.js';
 
 export interface MemoryLayerInput {
   /** The blob as it will be stored (compressed when the media type says so). */
@@ -21,7 +21,7 @@ class MemoryLayer implements Layer {
     private readonly blob: Buffer,
     private readonly type: string,
   ) {
-    this.diff = layerCompression(type) === 'gzip' ? sha256(gunzipSync(blob)) : sha256(blob);
+    this.diff = layerCompression(type) === 'gzip' ? sha256(zlib().gunzipSync(blob)) : sha256(blob);
   }
   async digest(): Promise<Digest> {
     return sha256(this.blob);
@@ -39,7 +39,7 @@ class MemoryLayer implements Layer {
     return Readable.from([this.blob]);
   }
   async uncompressed(): Promise<Readable> {
-    return Readable.from([layerCompression(this.type) === 'gzip' ? gunzipSync(this.blob) : this.blob]);
+    return Readable.from([layerCompression(this.type) === 'gzip' ? zlib().gunzipSync(this.blob) : this.blob]);
   }
 }
 
@@ -58,7 +58,7 @@ export function memoryImage(input: {
     digest: sha256(l.blob),
     size: l.blob.length,
   }));
-  const diffIDs = input.layers.map((l) => (layerCompression(l.mediaType ?? MediaType.ociLayer) === 'gzip' ? sha256(gunzipSync(l.blob)) : sha256(l.blob)));
+  const diffIDs = input.layers.map((l) => (layerCompression(l.mediaType ?? MediaType.ociLayer) === 'gzip' ? sha256(zlib().gunzipSync(l.blob)) : sha256(l.blob)));
   const config: ImageConfig = {
     architecture: 'amd64',
     os: 'linux',
