@@ -10,6 +10,7 @@ import type { BuildEngine, MissObserver } from '../build/engine.js';
 import type { BuildEvent } from '../build/events.js';
 import { BuildRecorder, previousBuild } from '../build/history/record.js';
 import { chooseRenderer, type RendererKind } from './select.js';
+import { loadTtyRenderer } from './load-tty.js';
 import { plainRenderer } from './plain.js';
 import { summaryLines, type SummaryImage } from './summary.js';
 
@@ -46,7 +47,7 @@ export class BuildOutput {
         // ink and React take a while to load: the build starts meanwhile, its first events wait.
         const early: BuildEvent[] = [];
         out.render = (e) => early.push(e);
-        const loading = import('./tty.js').then(({ ttyRenderer }) => {
+        const loading = loadTtyRenderer().then((ttyRenderer) => {
           const r = ttyRenderer(process.stderr);
           for (const e of early.splice(0)) r.sink(e);
           out.render = r.sink;

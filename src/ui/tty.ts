@@ -8,7 +8,8 @@
 import { createElement as h, type ReactElement } from 'react';
 import { Box, Static, Text, render, type Instance } from 'ink';
 import type { BuildEvent } from '../build/events.js';
-import { formatBytes, formatDuration, formatRate } from './plain.js';
+import { formatDuration } from './plain.js';
+import { transferLine } from './transfer-line.js';
 
 const TAIL_LINES = 5;
 const FRAME_MS = 100;
@@ -241,22 +242,6 @@ function RunningArea({ running, now, color, width }: { running: VertexView[]; no
       ),
     ),
   );
-}
-
-const BAR_WIDTH = 20;
-
-/** `[=========>          ]` for a transfer of known size. */
-export function progressBar(current: number, total: number, width = BAR_WIDTH): string {
-  const filled = total > 0 ? Math.min(width, Math.floor((current / total) * width)) : width;
-  if (filled >= width) return `[${'='.repeat(width)}]`;
-  return `[${'='.repeat(filled)}>${' '.repeat(width - filled - 1)}]`;
-}
-
-/** One running transfer: `compressing sha256:… [====>    ] 12.30MB / 80.00MB 25.00MB/s`. */
-export function transferLine(t: { label?: string; current: number; total?: number; first: number; firstBytes: number; time: number }): string {
-  const rate = formatRate(t.current - t.firstBytes, t.time - t.first);
-  const amount = t.total !== undefined ? `${progressBar(t.current, t.total)} ${formatBytes(t.current)} / ${formatBytes(t.total)}` : formatBytes(t.current);
-  return `${t.label ?? 'transferring'} ${amount}${rate ? ` ${rate}` : ''}`;
 }
 
 function RunningVertex({ view, now, color }: { view: VertexView; now: number; color: boolean }): ReactElement {

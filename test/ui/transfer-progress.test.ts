@@ -15,7 +15,8 @@ import { Registries, downloadBlob, uploadBlob } from '../../src/registry/index.j
 import { plainRenderer } from '../../src/ui/plain.js';
 import { startRegistry } from '../helpers/registry/index.js';
 import { summaryLines } from '../../src/ui/summary.js';
-import { progressBar, transferLine, ttyRenderer } from '../../src/ui/tty.js';
+import { loadTtyRenderer } from '../../src/ui/load-tty.js';
+import { progressBar, transferLine } from '../../src/ui/transfer-line.js';
 
 function plain(events: BuildEvent[]): string[] {
   let out = '';
@@ -129,7 +130,7 @@ describe('tty byte progress', () => {
     let text = '';
     (s as unknown as PassThrough).on('data', (d: Buffer) => (text += d.toString('utf8')));
     Object.assign(s, { columns: 120, rows: 40, isTTY: true });
-    const r = ttyRenderer(s, { NO_COLOR: '1' });
+    const r = (await loadTtyRenderer())(s, { NO_COLOR: '1' });
     const now = Date.now();
     r.sink({ type: 'vertex-start', vertex: { id: 3, name: 'exporting to image' }, time: now });
     r.sink(bytes(3, 'compressing sha256:bbbbbbbbbbbb', 1_000_000, 1_000_000, now));

@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ttyRenderer } from '../../src/ui/tty.js';
+import { loadTtyRenderer } from '../../src/ui/load-tty.js';
 import { recordedStream } from './recorded.js';
 
 const stream = recordedStream('multistage');
@@ -23,7 +23,7 @@ const plainText = (s: string): string => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ''
 describe('tty renderer', () => {
   it('draws the stages running at once side by side, each with its last output lines', async () => {
     const term = fakeTerminal();
-    const r = ttyRenderer(term, { NO_COLOR: '1' });
+    const r = (await loadTtyRenderer())(term, { NO_COLOR: '1' });
     // Up to the moment both RUN steps are running and printing.
     const upTo = stream.findIndex((e) => e.type === 'vertex-done' && e.id === 4);
     for (const e of stream.slice(0, upTo)) r.sink(e);
@@ -38,7 +38,7 @@ describe('tty renderer', () => {
 
   it('ends with every step on one line, cached ones marked, and no colour with NO_COLOR', async () => {
     const term = fakeTerminal();
-    const r = ttyRenderer(term, { NO_COLOR: '1' });
+    const r = (await loadTtyRenderer())(term, { NO_COLOR: '1' });
     for (const e of stream) r.sink(e);
     await r.stop();
     const out = term.text();
@@ -51,7 +51,7 @@ describe('tty renderer', () => {
 
   it('prints warnings once, above the running steps', async () => {
     const term = fakeTerminal();
-    const r = ttyRenderer(term, { NO_COLOR: '1' });
+    const r = (await loadTtyRenderer())(term, { NO_COLOR: '1' });
     r.sink({ type: 'vertex-start', vertex: { id: 1, name: '[1/2] RUN make' }, time: Date.now() });
     r.sink({ type: 'warning', message: 'overlay unavailable; using the copy snapshotter', line: 2, time: Date.now() });
     await new Promise((res) => setTimeout(res, 250));
