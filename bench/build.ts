@@ -1,5 +1,5 @@
 /**
- * `kiln build` end to end: the compiled CLI (`node bin/kiln.js --root STORE build -q ...`) on five
+ * `kiln build` end to end: the `kiln` command as installed (`bin/kiln --root STORE build -q ...`) on five
  * workloads, each FROM the busybox test base (`kiln-test/busybox:latest`, imported into every fresh
  * store), against `cp -a CONTEXT` and `tar -c CONTEXT | pigz -6 > /dev/null` measured in the same run,
  * and against the BuildKit 0.8 / Buildah 1.28 figures the issue gives for these machines.
@@ -27,7 +27,8 @@
  *
  * Options: --runs=N, --cold-big=N, --only=NAME[,NAME...], --small (bigfile 256 MiB, bigcontext
  * 5,000 files, for a quick look), --keep (leave the temp dir), --dir=PATH (where to put it),
- * --kiln=PATH (another checkout's bin/kiln.js, to compare two versions in the same conditions).
+ * --kiln=PATH (another checkout's bin/kiln, or a bin/kiln.js run with node, to compare two versions
+ * in the same conditions).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
@@ -40,7 +41,7 @@ import { writeBigContext, writeMultistage } from './workloads.js';
 
 const MiB = 1024 * 1024;
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-let KILN = join(REPO, 'bin/kiln.js');
+let KILN = join(REPO, 'bin/kiln');
 const TIME = '/usr/bin/time';
 const BASE = 'kiln-test/busybox:latest';
 
@@ -195,7 +196,7 @@ function timed(argv: string[], timeFile: string): Sample {
 }
 
 function build(store: string, ctx: string, tag: string, timeFile: string): Sample {
-  return timed([process.execPath, KILN, '--root', store, 'build', '-q', '-t', tag, ctx], timeFile);
+  return timed([...(KILN.endsWith('.js') ? [process.execPath] : []), KILN, '--root', store, 'build', '-q', '-t', tag, ctx], timeFile);
 }
 
 function warm(dir: string): void {

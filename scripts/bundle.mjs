@@ -1,57 +1,69 @@
 /**
- * Bundles the compiled CLI (dist/cli/main.js, from tsc) into dist/bundle/: one module for what
- * every command needs, and a chunk for each lazily imported part (the engine, the sandbox, the
- * registry client...), so a process loads a handful of files instead of a few hundred. Node's ESM
- * loader pays per module (resolution, a file read, a compile), which is most of what a cached
- * `kiln build` would otherwise spend after node itself starts.
+ * Bundles the compiled CLI (dist/cli/main.js, from tsc) for bin/kiln.js, which runs it with a V8
+ * code cache. Start-up is most of what a cached `kiln build` costs: Node's ESM loader pays per module
+ * (resolution, a read, a compile), and compiling the code again in every process is the rest. So:
  *
- * Only the small pure-JS packages the CLI always uses are bundled; every other package (native
- * addons, the terminal UI's dependencies) stays an ordinary import, resolved from node_modules at
- * run time. bin/kiln.js falls back to dist/cli/main.js when the bundle is missing or older than it.
+ * - dist/bundle/kiln.cjs: the whole CLI as one CommonJS script, its pure-JS packages included. The
+ *   launcher compiles it with `vm.Script` and the code cache it keeps beside it (see bin/kiln.js).
+ *   A script compiled that way cannot use import(), so none may run in it: the check below fails the
+ *   build if one appears, except the terminal renderer's, which the launcher replaces.
+ * - dist/bundle/tty.mjs: the terminal renderer (`--progress=tty`), an ES module because ink and React
+ *   are ES modules only; the launcher imports it when a build draws to a terminal.
+ *
+ * Native addons (@napi-rs/*) and ink/React stay packages resolved from node_modules at run time.
+ * bin/kiln.js falls back to dist/cli/main.js when the bundle is missing or older than it.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(REPO, 'dist/bundle');
+const RUNTIME_PACKAGES = ['@napi-rs/*', 'ink', 'react'];
 
-/** Packages bundled when dist/ imports them (their own dependencies come along). */
-const BUNDLED = new Set(['commander', 'p-limit', 'proper-lockfile']);
-
-/** Name of the package a bare specifier names (`@scope/name/sub` -> `@scope/name`). */
-function packageOf(spec) {
-  const parts = spec.split('/');
-  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
-}
-
-const selectPackages = {
-  name: 'select-packages',
-  setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, (args) => {
-      if (args.path.startsWith('node:')) return { path: args.path, external: true };
-      // Inside a bundled package, its dependencies are bundled too; from kiln's own code, only the allowed ones.
-      if (args.importer.includes('/node_modules/')) return packageOf(args.path).startsWith('@napi-rs/') ? { path: args.path, external: true } : undefined;
-      return BUNDLED.has(packageOf(args.path)) ? undefined : { path: args.path, external: true };
-    });
-  },
-};
-
-rmSync(OUT, { recursive: true, force: true });
-await build({
-  entryPoints: { kiln: join(REPO, 'dist/cli/main.js') },
-  outdir: OUT,
+const common = {
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
   sourcemap: true,
   minifyWhitespace: true,
   minifySyntax: true,
   logLevel: 'warning',
-  plugins: [selectPackages],
-  // Bundled CommonJS packages call require() for node's own modules.
-  banner: { js: "import { createRequire as __kilnCreateRequire } from 'node:module'; const require = __kilnCreateRequire(import.meta.url);" },
+  external: RUNTIME_PACKAGES,
+};
+
+/** The renderer stays out of the CommonJS bundle: load-tty.js imports it, or the launcher does. */
+const rendererApart = {
+  name: 'renderer-apart',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/tty\.js$/ }, (args) => (args.importer.endsWith('load-tty.js') ? { path: './tty.mjs', external: true } : undefined));
+  },
+};
+
+rmSync(OUT, { recursive: true, force: true });
+await build({
+  ...common,
+  entryPoints: { kiln: join(REPO, 'dist/cli/main.js') },
+  outdir: OUT,
+  outExtension: { '.js': '.cjs' },
+  format: 'cjs',
+  plugins: [rendererApart],
+  // The few modules that need require() make it with createRequire(import.meta.url).
+  define: { 'import.meta.url': '__kilnModuleUrl' },
+  banner: { js: "var __kilnModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+await build({
+  ...common,
+  entryPoints: { tty: join(REPO, 'dist/ui/tty.js') },
+  outdir: OUT,
+  outExtension: { '.js': '.mjs' },
+  format: 'esm',
+});
+
+const script = readFileSync(join(OUT, 'kiln.cjs'), 'utf8');
+const dynamicImports = [...script.matchAll(/\bimport\s*\(.{0,40}/g)].map((m) => m[0]);
+const unexpected = dynamicImports.filter((i) => !i.startsWith('import("./tty.mjs")'));
+if (unexpected.length) {
+  throw new Error(`dist/bundle/kiln.cjs may not use import() (bin/kiln.js runs it as a cached script): ${unexpected.join(' | ')}`);
+}

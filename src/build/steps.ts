@@ -3,7 +3,7 @@
  * mounts), WORKDIR's directory — each keyed, looked up in the build cache, and executed only on a
  * miss. Their layers are stored uncompressed; compression waits until an image leaves the store.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, cp, lstat, mkdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { DockerfileError, KilnError, type SourceLocation } from '../errors.js';
 import type {
@@ -308,7 +308,6 @@ export class StepExecutors {
 
   /** The read-only directory holding a heredoc script, mounted at /dev/pipes. */
   private async scriptMount(script: RunScript): Promise<{ mount: Mount; hostPath: string }> {
-    const { chmod, writeFile } = await import('node:fs/promises');
     const { tempName } = await import('../oci/layout/fs.js');
     const { ownerTag } = await import('../store/owner.js');
     // Named after this process, so a prune can tell a leftover of a killed build.
@@ -411,7 +410,6 @@ export class StepExecutors {
       p = (async () => {
         const dir = join(this.store.tmpDir, `context-${process.pid}-${Date.now()}`);
         this.scratchDirs.push(dir);
-        const { cp } = await import('node:fs/promises');
         await mkdir(dir, { recursive: true });
         for await (const e of ctx.entries()) {
           if (e.type === 'dir') await mkdir(join(dir, e.path), { recursive: true });
@@ -694,7 +692,6 @@ export function runCommand(state: StageState, ins: ExpandedRunInstruction, at: S
  * can never lead out of it); missing elements are taken as they are.
  */
 async function resolveInside(root: string, path: string): Promise<string> {
-  const { lstat, readlink } = await import('node:fs/promises');
   const done: string[] = [];
   const todo = path.split('/').reverse();
   let links = 0;

@@ -1,6 +1,7 @@
 /** `kiln build`: reads the Dockerfile, runs the engine, writes the outputs, reports like buildx. */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { UsageError } from '../errors.js';
@@ -130,7 +131,7 @@ export async function runBuild(context: string, options: BuildCommandOptions, ro
     secrets: parseSecrets(options.secret),
     ...(network ? { network: network as 'default' | 'none' | 'host' } : {}),
     ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
-    ...(jobs !== undefined ? { jobs } : { jobs: Math.max(1, (await import('node:os')).availableParallelism()) }),
+    ...(jobs !== undefined ? { jobs } : { jobs: Math.max(1, availableParallelism()) }),
     ...(memory !== undefined || cpuQuota !== undefined || pidsLimit !== undefined
       ? { limits: { ...(memory !== undefined ? { memory } : {}), ...(cpuQuota !== undefined ? { cpuQuota } : {}), ...(pidsLimit !== undefined ? { pidsLimit } : {}) } }
       : {}),

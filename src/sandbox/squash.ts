@@ -16,6 +16,7 @@
  * step that chowns to, or runs as, another uid; runStep refuses USER for that reason.
  */
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { extractLayer } from '../oci/layer/index.js';
@@ -65,7 +66,6 @@ export function squashedLayerCodec(): LayerCodec {
       const reading = readOwners(record, owners);
       await Promise.all([extractLayer(copy, dir, { whiteouts: 'overlay', ownership: 'ignore' }), reading]);
       const sidecar: Sidecar = { version: 1, owners };
-      const { writeFile } = await import('node:fs/promises');
       await writeFile(join(dirname(dir), OWNERS_SIDECAR), JSON.stringify(sidecar));
     },
     compress: async (tar, compression) => (await defaultLayerCodec()).compress(tar, compression),

@@ -1,15 +1,17 @@
 /**
  * HTTPS with a registry CA from certs.d: a TLS-only registry endpoint on loopback is trusted when
  * `$XDG_CONFIG_HOME/containers/certs.d/<host:port>/ca.crt` holds its CA, and refused otherwise
- * (plain HTTP is no way around a TLS-only server).
+ * (plain HTTP is no way around a TLS-only server). The CAs of NODE_EXTRA_CA_CERTS are trusted too,
+ * also when the `kiln` command has handed them to kiln as KILN_EXTRA_CA_CERTS.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registries, TlsError } from '../../src/registry/index.js';
+import { REPO_ROOT } from '../conformance/harness.js';
 import { tempDir } from './util.js';
 
 describe('TLS registries', () => {
@@ -58,5 +60,34 @@ describe('TLS registries', () => {
     } finally {
       await registries.close();
     }
+  });
+
+  it('trusts the CAs of NODE_EXTRA_CA_CERTS, and of KILN_EXTRA_CA_CERTS that bin/kiln hands them over as', async () => {
+    for (const variable of ['NODE_EXTRA_CA_CERTS', 'KILN_EXTRA_CA_CERTS']) {
+      const registries = new Registries({ env: { XDG_CONFIG_HOME: join(dir, 'none'), HOME: dir, [variable]: join(dir, 'ca.crt') } });
+      try {
+        expect((await registries.get(host).baseURL()).protocol, variable).toBe('https:');
+      } finally {
+        await registries.close();
+      }
+    }
+  });
+
+  it('the kiln command reaches a registry whose CA only NODE_EXTRA_CA_CERTS names', async () => {
+    // Asynchronously: the server runs in this process.
+    const pull = (env: NodeJS.ProcessEnv) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = execFile(join(REPO_ROOT, 'bin/kiln'), ['--root', join(dir, 'store'), 'pull', `${host}/app:1`], {
+          env: { PATH: process.env.PATH, HOME: dir, XDG_CONFIG_HOME: join(dir, 'none'), ...env },
+        }, (_err, _stdout, stderr) => resolve({ code: child.exitCode, stderr }));
+      });
+    // The server answers /v2/ and nothing else: past the handshake, the manifest is not found.
+    const trusted = await pull({ NODE_EXTRA_CA_CERTS: join(dir, 'ca.crt') });
+    expect(trusted.code).not.toBe(0);
+    expect(trusted.stderr).not.toMatch(/TLS/);
+    expect(trusted.stderr).toMatch(/not found|404/i);
+    const untrusted = await pull({});
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/TLS handshake failed/);
   });
 });

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { trustedCAs } from '../../registry/transport/tls.js';
 import { ChecksumMismatchError, CopyError } from './errors.js';
 import type { TempSpace } from './temp.js';
 
@@ -102,14 +103,16 @@ async function get(url: string, signal: AbortSignal | undefined): Promise<Incomi
   }
 }
 
-function once(url: URL, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+async function once(url: URL, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  // The CAs registries are trusted with (the extra ones included: see extraCAFile).
+  const ca = url.protocol === 'https:' ? await trustedCAs() : undefined;
   return new Promise((resolve, reject) => {
     const fn = url.protocol === 'https:' ? httpsRequest : url.protocol === 'http:' ? httpRequest : undefined;
     if (!fn) {
       reject(new Error(`unsupported protocol ${url.protocol}`));
       return;
     }
-    const req = fn(url, { method: 'GET', headers: { 'user-agent': 'kiln', 'accept-encoding': 'identity' }, signal }, resolve);
+    const req = fn(url, { method: 'GET', headers: { 'user-agent': 'kiln', 'accept-encoding': 'identity' }, signal, ...(ca ? { ca } : {}) }, resolve);
     req.on('error', reject);
     req.end();
   });

@@ -1,5 +1,5 @@
 /**
- * TLS trust for a registry: Node's bundled roots, the system bundle, and the per-registry
+ * TLS trust for a registry: Node's bundled roots, the system bundle, the user's extra CAs, and the per-registry
  * directories docker and podman read (`certs.d/<host[:port]>/`): every `*.crt` there is a CA, and a
  * `<name>.cert` with its `<name>.key` is a client certificate.
  */
@@ -40,9 +40,29 @@ function readSystemBundle(): Promise<string[]> {
   return systemBundle;
 }
 
+/**
+ * The file of extra CAs the user gave Node (`NODE_EXTRA_CA_CERTS`). kiln's launcher (bin/kiln) moves
+ * it to `KILN_EXTRA_CA_CERTS` so that Node does not parse every certificate at start-up, which costs
+ * tens of milliseconds in each kiln process, most of which never open a TLS connection; kiln adds
+ * these CAs itself to the connections it makes.
+ */
+export function extraCAFile(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.KILN_EXTRA_CA_CERTS || env.NODE_EXTRA_CA_CERTS || undefined;
+}
+
+/**
+ * The CAs every TLS connection of kiln trusts: Node's bundled roots, the system bundle and the
+ * extra CAs. An unreadable extra file is skipped, as Node skips it (with a warning of its own).
+ */
+export async function trustedCAs(env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const extra = extraCAFile(env);
+  const extraText = extra ? await fsp.readFile(extra, 'utf8').catch(() => undefined) : undefined;
+  return [...rootCertificates, ...(await readSystemBundle()), ...(extraText ? [extraText] : [])];
+}
+
 /** CAs and client certificate for `host` (as written in references: `registry.example:5000`). */
 export async function tlsMaterialFor(host: string, env: NodeJS.ProcessEnv = process.env): Promise<TlsMaterial> {
-  const out: TlsMaterial = { ca: [...rootCertificates, ...(await readSystemBundle())], files: [] };
+  const out: TlsMaterial = { ca: await trustedCAs(env), files: [] };
   for (const root of certsDirs(env)) {
     const dir = join(root, host);
     let names: string[];
