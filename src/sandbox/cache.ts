@@ -142,3 +142,45 @@ async function tryLock(lock: string): Promise<boolean> {
 async function unlock(lock: string): Promise<void> {
   await fsp.rm(lock, { recursive: true, force: true });
 }
+
+/** Prefix of a mount being removed: `%p` is never made by cacheDirName, whose `%` is followed by hex digits. */
+const PRUNING = '%pruning-';
+
+/**
+ * Removes every cache mount (`kiln prune -a`, as `docker builder prune -a` drops BuildKit's). The
+ * caller makes sure no build is running: a `shared` cache has no lock to tell it is in use. Each
+ * mount is first renamed out of the way, so a build that starts meanwhile makes a fresh one instead
+ * of meeting a half-deleted one; then it is deleted.
+ */
+export async function pruneCacheMounts(cacheRoot: string, sizeOf: (path: string) => Promise<number>): Promise<{ removed: number; bytes: number }> {
+  const dir = join(cacheRoot, 'mounts');
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return { removed: 0, bytes: 0 };
+  }
+  const doomed: string[] = [];
+  let removed = 0;
+  for (const name of names) {
+    if (name.startsWith(PRUNING)) {
+      // A prune that died before it finished.
+      doomed.push(join(dir, name));
+      continue;
+    }
+    const target = join(dir, `${PRUNING}${ownerTag()}-${name}`);
+    try {
+      await fsp.rename(join(dir, name), target);
+    } catch {
+      continue;
+    }
+    doomed.push(target);
+    removed++;
+  }
+  let bytes = 0;
+  for (const path of doomed) {
+    bytes += await sizeOf(path);
+    await fsp.rm(path, { recursive: true, force: true });
+  }
+  return { removed, bytes };
+}

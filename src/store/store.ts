@@ -528,6 +528,19 @@ export class Store {
     });
   }
 
+  /**
+   * Runs `fn` under the store lock when no other kiln process holds a lease, that is when nothing is
+   * building, pulling or pushing; else leaves it and returns undefined. A process takes its lease
+   * under the same lock, so none can start in between.
+   */
+  whenIdle<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    return this.lock.run(async () => {
+      const { live } = await liveLeases(this.leasesDir);
+      if (live.some((l) => l.pid !== undefined && l.pid !== process.pid)) return undefined;
+      return fn();
+    });
+  }
+
   /** Space used: per image (total and not shared with other images), blobs, snapshots, build cache, temp. */
   async du(): Promise<DiskUsage> {
     const index = await this.layout.readIndex();

@@ -85,6 +85,15 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
   const ids = new Map<Digest, Digest>();
   for (const info of await catalog.all()) ids.set(info.record.digest, info.id);
   const result = await store.prune({ all: options.all });
+  // With -a the build cache goes, RUN --mount=type=cache directories too, unless a build may be using one.
+  let mounts: { removed: number; bytes: number } | undefined;
+  let mountsKept = false;
+  if (options.all) {
+    const { pruneCacheMounts } = await import('../../sandbox/cache.js');
+    const { treeSize } = await import('../../store/gc.js');
+    mounts = await store.whenIdle(() => pruneCacheMounts(store.cacheDir, (p) => treeSize(p)));
+    mountsKept = mounts === undefined;
+  }
   let out = '';
   if (result.imagesRemoved.length) {
     out += 'Deleted Images:\n';
@@ -94,6 +103,8 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
     }
     out += '\n';
   }
-  out += `Total reclaimed space: ${humanSize(result.bytesFreed, 4)}\n`;
+  if (mounts?.removed) out += `Deleted cache mounts: ${mounts.removed}\n\n`;
+  if (mountsKept) out += 'Cache mounts kept: another kiln process is building, pulling or pushing\n\n';
+  out += `Total reclaimed space: ${humanSize(result.bytesFreed + (mounts?.bytes ?? 0), 4)}\n`;
   process.stdout.write(out);
 }
