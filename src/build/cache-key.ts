@@ -55,6 +55,23 @@ export interface CopyKey {
   epoch?: number;
 }
 
+/**
+ * A COPY --from=STAGE by what it copied. The step is first looked up by its CopyKey, which names the
+ * source stage by its key; when that misses (the stage was rebuilt), the copy runs and this key, made
+ * from the copied files without their times, finds an earlier copy of the same files. It is the key
+ * the steps after the copy build on, so they stay cached when a rebuilt stage gave the same files,
+ * as BuildKit's content-based cache keys make them.
+ */
+export interface CopyContentKey {
+  kind: 'copy-content';
+  parent: Digest;
+  platform: string;
+  /** The digest of the copied entries without times (see copyLayerTar's onContentDigest). */
+  content: string;
+  /** SOURCE_DATE_EPOCH (the times in the layer). */
+  epoch?: number;
+}
+
 export interface MkdirKey {
   kind: 'mkdir';
   parent: Digest;
@@ -65,7 +82,7 @@ export interface MkdirKey {
   epoch?: number;
 }
 
-export type StepKey = RunKey | CopyKey | MkdirKey;
+export type StepKey = RunKey | CopyKey | CopyContentKey | MkdirKey;
 export type KeyRecord = BaseKey | StepKey;
 
 /** JSON with object keys sorted, so equal records always give equal digests. */

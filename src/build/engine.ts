@@ -398,8 +398,19 @@ export class BuildEngine {
       if (result.cached && result.layer && this.cacheImport && this.finalStageSet?.has(planned.stage.index)) this.cacheImport.prefetch(result.layer);
       if (this.cacheExport && result.key && result.layer) {
         const rec = this.executors.stepRecord(result.key);
+        const lookup = result.lookupKey ? this.executors.stepRecord(result.lookupKey) : undefined;
         if (rec) {
-          this.cacheExport.step({ key: result.key, record: rec.key, step: rec.step, empty: rec.empty, layer: result.layer, chain: state.layers, stage: planned.stage.index, name });
+          this.cacheExport.step({
+            key: result.key,
+            record: rec.key,
+            step: rec.step,
+            empty: rec.empty,
+            layer: result.layer,
+            chain: state.layers,
+            stage: planned.stage.index,
+            name,
+            ...(result.lookupKey && lookup ? { lookup: { key: result.lookupKey, record: lookup.key } } : {}),
+          });
         }
       }
       const keyed = this.keyed.get(vertex.id);

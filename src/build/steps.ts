@@ -22,7 +22,7 @@ import type { TarEntrySpec } from '../oci/layer/index.js';
 import { ImageNotFoundError, type BuildCacheRecord } from '../store/index.js';
 import type { BuildContext } from '../context/index.js';
 import type { ReadOnlyFS } from './fsview/index.js';
-import type { CopyKey, MkdirKey, RunKey } from './cache-key.js';
+import type { CopyContentKey, CopyKey, MkdirKey, RunKey } from './cache-key.js';
 import type { BuildEngine } from './engine.js';
 import type { ByteMeter, Vertex } from './events.js';
 import { chompHeredocContent, parseHeredocWord } from '../dockerfile/instructions/heredoc.js';
@@ -38,6 +38,8 @@ export interface StepResult {
   historyText?: string;
   /** When the step's layer was first made (its history time): a cached step keeps the original. */
   created?: string;
+  /** The key the step was looked up by, when `key` is another one (a COPY --from=STAGE's content key). */
+  lookupKey?: Digest;
 }
 
 interface StepRecord extends BuildCacheRecord {
@@ -47,6 +49,8 @@ interface StepRecord extends BuildCacheRecord {
   step: string;
   /** RFC 3339 time the step ran, so a cached rebuild gives the image the same history times. */
   created?: string;
+  /** The key the steps after this one build on, when not the record's own (see CopyContentKey). */
+  resultKey?: Digest;
 }
 
 const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
@@ -174,7 +178,15 @@ export class StepExecutors {
   private async importedHit(key: Digest): Promise<StepRecord | undefined> {
     const imported = this.engine.cacheImport?.lookup(key);
     if (!imported) return undefined;
-    const rec: StepRecord = { key: imported.key, step: imported.step, empty: imported.empty, layer: imported.layer, pins: imported.pins, lastUsed: imported.lastUsed };
+    const rec: StepRecord = {
+      key: imported.key,
+      step: imported.step,
+      empty: imported.empty,
+      layer: imported.layer,
+      pins: imported.pins,
+      lastUsed: imported.lastUsed,
+      ...(imported.resultKey ? { resultKey: imported.resultKey } : {}),
+    };
     await this.store.buildCache.put(key, rec);
     this.records.set(key, rec);
     return rec;
@@ -186,13 +198,21 @@ export class StepExecutors {
   }
 
   /** Records a step that ran; returns the time it ran (the history time of its layer). */
-  private async remember(key: Digest, record: unknown, step: string, layer: LayerRef | undefined, empty: boolean): Promise<string> {
+  private async remember(
+    key: Digest,
+    record: unknown,
+    step: string,
+    layer: LayerRef | undefined,
+    empty: boolean,
+    extra: { created?: string; resultKey?: Digest } = {},
+  ): Promise<string> {
     const pins = layer ? [layer.desc.digest, layer.diffID] : [];
     const now = new Date().toISOString();
-    const rec: StepRecord = { key: record, step, empty, pins, lastUsed: now, created: now, ...(layer ? { layer } : {}) };
+    const created = extra.created ?? now;
+    const rec: StepRecord = { key: record, step, empty, pins, lastUsed: now, created, ...(layer ? { layer } : {}), ...(extra.resultKey ? { resultKey: extra.resultKey } : {}) };
     await this.store.buildCache.put(key, rec);
     this.records.set(key, rec);
-    return now;
+    return created;
   }
 
   // ------------------------------------------------------------------ RUN
@@ -523,10 +543,10 @@ export class StepExecutors {
           tempDir: this.store.tmpDir,
           ...(engine.request.signal ? { signal: engine.request.signal } : {}),
           onWarning: (w) => engine.progress.warn(w.message, at.line),
-        });
+        }, sourceState ? { contentDigest: true } : {});
         const empty = out.plan.entries.length === 0;
         const written = await engine.writeLayer(out.stream);
-        return { empty, written };
+        return { empty, written, content: out.contentDigest() };
       });
       const layer: LayerRef = {
         desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size },
@@ -534,6 +554,7 @@ export class StepExecutors {
       };
       if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
       const key = engine.key(record);
+      if (layerResult.content) return this.rememberByContent(state, planned, key, record, historyText, layer, layerResult.empty, layerResult.content);
       const created = await this.remember(key, record, historyText, layer, layerResult.empty);
       return { key, cached: false, empty: layerResult.empty, historyText, layer, created };
     };
@@ -542,8 +563,57 @@ export class StepExecutors {
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
     if (vertex) await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
-    if (hit) return { key, cached: true, empty: hit.empty, historyText, layer: hit.layer ?? (await this.emptyLayer()), ...(hit.created ? { created: hit.created } : {}) };
+    if (hit) {
+      // A copy found by its lookup key: the record of the key it leads to is what an export sends.
+      if (hit.resultKey && !this.records.has(hit.resultKey)) this.records.set(hit.resultKey, (await this.cached(hit.resultKey, planned)) ?? hit);
+      return {
+        key: hit.resultKey ?? key,
+        cached: true,
+        empty: hit.empty,
+        historyText,
+        layer: hit.layer ?? (await this.emptyLayer()),
+        ...(hit.created ? { created: hit.created } : {}),
+        ...(hit.resultKey ? { lookupKey: key } : {}),
+      };
+    }
     return this.once(key, execute, historyText);
+  }
+
+  /**
+   * A COPY --from=STAGE that ran (its lookup key missed): the steps after it build on its content
+   * key. An earlier copy of the same files, found by that key, gives its layer and history time, so
+   * the image comes out as before; else this copy is recorded under it. Either way the lookup key
+   * leads to the content key next time.
+   */
+  private async rememberByContent(
+    state: StageState,
+    planned: PlannedStage,
+    lookupKey: Digest,
+    record: CopyKey,
+    historyText: string,
+    layer: LayerRef,
+    empty: boolean,
+    content: string,
+  ): Promise<StepResult> {
+    const contentRecord: CopyContentKey = {
+      kind: 'copy-content',
+      parent: state.fsKey,
+      platform: record.platform,
+      content,
+      ...(record.epoch !== undefined ? { epoch: record.epoch } : {}),
+    };
+    const key = this.engine.key(contentRecord);
+    const earlier = await this.cached(key, planned);
+    let created: string;
+    if (earlier?.layer) {
+      layer = earlier.layer;
+      empty = earlier.empty;
+      created = await this.remember(lookupKey, record, historyText, layer, empty, { ...(earlier.created ? { created: earlier.created } : {}), resultKey: key });
+    } else {
+      created = await this.remember(key, contentRecord, historyText, layer, empty);
+      await this.remember(lookupKey, record, historyText, layer, empty, { created, resultKey: key });
+    }
+    return { key, lookupKey, cached: false, empty, historyText, layer, created };
   }
 
   /**

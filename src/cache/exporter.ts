@@ -38,6 +38,11 @@ export interface ExportStep {
   stage: number;
   /** The progress name of the step (`[build 2/4] RUN make`). */
   name: string;
+  /**
+   * A step looked up by another key than `key` (a COPY --from=STAGE, see CopyContentKey): that key and
+   * its record, exported too, leading to `key`, so an importing build finds the step without running it.
+   */
+  lookup?: { key: Digest; record: unknown };
 }
 
 export interface ExportEvent {
@@ -133,6 +138,7 @@ export class CacheExporter {
     const desc = blob ? blob.then((b) => b.desc) : Promise.resolve(s.layer.desc);
     desc.catch(() => undefined); // a failure is reported by the transfer that needed it
     this.steps.set(s.key, { entry, stage: s.stage, blob: desc });
+    if (s.lookup) this.steps.set(s.lookup.key, { entry: { ...entry, key: s.lookup.key, record: s.lookup.record, resultKey: s.key }, stage: s.stage, blob: desc });
     const committed = Date.now();
     if (blob) for (const t of wanting) this.track(this.send(t, s.name, blob, committed), t);
   }

@@ -40,6 +40,8 @@ export interface CacheRecordEntry {
   diffID: Digest;
   size: number;
   chain: Array<{ diffID: Digest; layer?: number }>;
+  /** The key the steps after this one build on, when not `key` (a COPY --from=STAGE's content key). */
+  resultKey?: Digest;
 }
 
 export interface CacheMountEntry {
@@ -63,7 +65,14 @@ export function parseCacheConfig(raw: unknown, layerCount: number): CacheConfig 
   const inRange = (i: unknown): i is number => Number.isInteger(i) && (i as number) >= 0 && (i as number) < layerCount;
   const records = doc.records.filter(
     (r): r is CacheRecordEntry =>
-      !!r && typeof r === 'object' && isDigest(r.key) && isDigest(r.diffID) && inRange(r.layer) && typeof r.size === 'number' && typeof r.empty === 'boolean',
+      !!r &&
+      typeof r === 'object' &&
+      isDigest(r.key) &&
+      isDigest(r.diffID) &&
+      inRange(r.layer) &&
+      typeof r.size === 'number' &&
+      typeof r.empty === 'boolean' &&
+      (r.resultKey === undefined || isDigest(r.resultKey)),
   );
   const mounts = (Array.isArray(doc.mounts) ? doc.mounts : []).filter(
     (m): m is CacheMountEntry => !!m && typeof m === 'object' && typeof m.id === 'string' && m.id !== '' && inRange(m.layer),

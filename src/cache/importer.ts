@@ -43,6 +43,8 @@ export interface ImportedStep {
   lastUsed: string;
   /** Where it came from, for progress. */
   origin: string;
+  /** See CacheRecordEntry.resultKey. */
+  resultKey?: Digest;
 }
 
 /** A layer the cache holds and the store may not. */
@@ -116,6 +118,7 @@ export class CacheImporter {
         pins: [r.diffID],
         lastUsed: new Date().toISOString(),
         origin: src.origin.label,
+        ...(r.resultKey ? { resultKey: r.resultKey } : {}),
       });
       if (!this.remote.has(r.diffID)) this.remote.set(r.diffID, { diffID: r.diffID, blob, size: r.size, origin: src.origin });
     }

@@ -146,3 +146,37 @@ describe('the stage graph (fixtures/build/stages)', () => {
     for (const step of cached) expect(step).toMatch(/\[same-[ab] 2\/2\] RUN/);
   }, 60_000);
 });
+
+describe('COPY --from a rebuilt stage', () => {
+  let ctx: string;
+  beforeAll(async () => {
+    ctx = await copyFixture('copy-from-content', join(base.dir, 'ctx-copy-from'));
+  });
+  const imageId = async (args: string[]) => {
+    const r = expectOk(await build(['-t', 'copy-from', ...args, ctx]));
+    return { r, id: (await inspect(base.root, 'copy-from')).Id };
+  };
+
+  it('that made the same files keeps the steps after the copy cached and the image the same', async () => {
+    const first = await imageId(['--build-arg', 'NOTE=1']);
+    const second = await imageId(['--build-arg', 'NOTE=2']);
+    // The stage ran again (its file has a new time), the copy ran, and found it had copied the same.
+    expect(wasCached(second.r.stderr, /\[build 2\/2\] RUN/)).toBe(false);
+    expect(wasCached(second.r.stderr, /\[stage-1 2\/3\] COPY --from=build/)).toBe(false);
+    expect(wasCached(second.r.stderr, /\[stage-1 3\/3\] RUN/)).toBe(true);
+    expect(second.id).toBe(first.id);
+    // A third build with the same stage is cached all the way through, the copy included.
+    const third = await imageId(['--build-arg', 'NOTE=2']);
+    expect(wasCached(third.r.stderr, /\[stage-1 2\/3\] COPY --from=build/)).toBe(true);
+    expect(third.id).toBe(first.id);
+  });
+
+  it('that made different files runs the steps after the copy', async () => {
+    const before = await imageId(['--build-arg', 'NOTE=3']);
+    const changed = await imageId(['--build-arg', 'NOTE=3', '--build-arg', 'OUTPUT=different']);
+    expect(wasCached(changed.r.stderr, /\[stage-1 3\/3\] RUN/)).toBe(false);
+    expect(changed.id).not.toBe(before.id);
+    const r = await kilnRun(base.root, ['run', '--rm', 'copy-from', 'cat', '/app/seen.txt']);
+    expect(r.stdout).toBe('different\n');
+  });
+});

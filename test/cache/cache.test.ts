@@ -96,7 +96,9 @@ describe('--cache-to type=registry / --cache-from', () => {
 
     const cache = await registryCache('cache/app', 'buildcache');
     expect(cache.manifest.config.mediaType).toBe(CONFIG_TYPE);
-    expect(cache.config.records).toHaveLength(8);
+    // Every step, and for each of the two COPY --from steps the lookup key leading to its content key.
+    expect(cache.config.records).toHaveLength(10);
+    expect(cache.config.records.filter((r: { resultKey?: string }) => r.resultKey)).toHaveLength(2);
     // An independent client reads it as the OCI manifest it is, and copies it blob for blob.
     const raw = JSON.parse(skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref}`));
     expect(raw.config.mediaType).toBe(CONFIG_TYPE);
@@ -205,9 +207,10 @@ describe('--cache-to type=local', () => {
     const min = join(a.dir, 'cache-min');
     expectOk(await build(a, ['-t', 'app:1', '--cache-to', `type=local,dest=${max},mode=max`, '--cache-to', `type=local,dest=${min}`]));
     const [full, small] = [await localCache(max), await localCache(min)];
-    expect(full.config.records).toHaveLength(8);
-    // The final stage's four steps (its base is an image, so no other stage's steps are its layers).
-    expect(small.config.records).toHaveLength(4);
+    expect(full.config.records).toHaveLength(10);
+    // The final stage's four steps (its base is an image, so no other stage's steps are its layers),
+    // and the lookup keys of its two COPY --from steps.
+    expect(small.config.records).toHaveLength(6);
     expect(small.manifest.layers.length).toBeLessThan(full.manifest.layers.length);
 
     const b = await freshStore();

@@ -9,13 +9,15 @@ export interface CopyLayer {
   /** The uncompressed layer tar. Temporary files are removed once it closes (read to the end, or destroyed). */
   stream: Readable;
   plan: CopyPlan;
+  /** With `contentDigest`: once the stream has been read to the end, the digest of what it copied, times left out. */
+  contentDigest(): string | undefined;
 }
 
 /**
  * Plans the step and starts writing its layer. Times are clamped to the request's
  * `sourceDateEpoch`, and entries without a time of their own (created directories, heredocs) get it.
  */
-export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions, 'xattrs' | 'onWarning'> = {}): Promise<CopyLayer> {
+export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions, 'xattrs' | 'onWarning'> & { contentDigest?: boolean } = {}): Promise<CopyLayer> {
   const plan = await planCopy(req);
   // Entries made by the step itself (created parent directories, heredoc files) are made now, as
   // BuildKit makes them; with SOURCE_DATE_EPOCH the writer gives them that time instead.
@@ -26,10 +28,13 @@ export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions,
     }
   }
   let stream: Readable;
+  let contentDigest: string | undefined;
+  const { contentDigest: wantContent, ...tarOptions } = options;
   try {
     // The same bytes as writeTarEntries(plan.entries, ...), made for copies of many small files.
     const tar = copyLayerTar(plan.entries, {
-      ...options,
+      ...tarOptions,
+      ...(wantContent ? { onContentDigest: (d: string) => (contentDigest = d) } : {}),
       ...(req.options?.sourceDateEpoch !== undefined ? { sourceDateEpoch: req.options.sourceDateEpoch } : {}),
       ...(req.signal ? { signal: req.signal } : {}),
     });
@@ -41,6 +46,6 @@ export async function copyLayer(req: CopyRequest, options: Pick<TarWriteOptions,
   stream.once('close', () => {
     void plan.dispose().catch(() => undefined);
   });
-  return { stream, plan };
+  return { stream, plan, contentDigest: () => contentDigest };
 }
 

@@ -124,3 +124,31 @@ describe('the COPY layer writer', () => {
     await expect(collect(copyLayerTar(twice))).rejects.toThrow(/listed twice/);
   });
 });
+
+describe('the content digest of a copy', () => {
+  const contentOf = async (entries: TarEntrySpec[]): Promise<{ content: string; tar: string }> => {
+    let content = '';
+    const tar = digest(await collect(copyLayerTar(entries, { onContentDigest: (d) => (content = d) })));
+    return { content, tar };
+  };
+
+  it('leaves out times, and only times', async () => {
+    const file = join(base, 'content.txt');
+    await fsp.writeFile(file, 'same bytes\n');
+    await fsp.utimes(file, 1_000_000, 1_000_000);
+    const early = await contentOf([{ path: '/app/content.txt', source: file }, { path: '/app/made.txt', content: 'x', mtime: 5 }]);
+    await fsp.utimes(file, 2_000_000, 2_000_000);
+    const late = await contentOf([{ path: '/app/content.txt', source: file }, { path: '/app/made.txt', content: 'x', mtime: 9 }]);
+    expect(late.tar).not.toBe(early.tar);
+    expect(late.content).toBe(early.content);
+    expect(early.content).toMatch(/^sha256:[0-9a-f]{64}$/);
+
+    const differ = async (entries: TarEntrySpec[]) => expect((await contentOf(entries)).content).not.toBe(early.content);
+    await differ([{ path: '/app/content.txt', source: file, mode: 0o600 }, { path: '/app/made.txt', content: 'x', mtime: 5 }]);
+    await differ([{ path: '/app/content.txt', source: file, uid: 1000 }, { path: '/app/made.txt', content: 'x', mtime: 5 }]);
+    await differ([{ path: '/app/other.txt', source: file }, { path: '/app/made.txt', content: 'x', mtime: 5 }]);
+    await differ([{ path: '/app/content.txt', source: file }, { path: '/app/made.txt', content: 'y', mtime: 5 }]);
+    await fsp.writeFile(file, 'other bytes\n');
+    await differ([{ path: '/app/content.txt', source: file }, { path: '/app/made.txt', content: 'x', mtime: 5 }]);
+  });
+});

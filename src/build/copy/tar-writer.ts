@@ -9,6 +9,7 @@
  * The entries come from the same rules as the general writer's (oci/layer/entries.ts), and their
  * headers are encoded by the same tar-stream header coder its pack drives (oci/layer/tar.ts).
  */
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, readSync } from 'node:fs';
 import { fileShrankError, listSpec, openSourceFile, sortListed, specPackItems, type TarEntrySpec, type TarWriteOptions } from '../../oci/layer/entries.js';
 import { END_OF_ARCHIVE_BYTES, blockPadding, encodeHeaderBlocks, toPackHeader } from '../../oci/layer/tar.js';
@@ -43,13 +44,14 @@ class ChunkWriter {
     }
   }
 
-  /** Reads `size` bytes of the open file `fd` straight into the output. */
-  readFile(fd: number, size: number, path: string): void {
+  /** Reads `size` bytes of the open file `fd` straight into the output (and into `hash`, when given). */
+  readFile(fd: number, size: number, path: string, hash?: Hash): void {
     let pos = 0;
     while (pos < size) {
       const want = Math.min(size - pos, CHUNK - this.used);
       const n = readSync(fd, this.buf, this.used, want, pos);
       if (n === 0) throw fileShrankError(path, size);
+      hash?.update(this.buf.subarray(this.used, this.used + n));
       this.used += n;
       pos += n;
       if (this.used === CHUNK) this.rotate();
@@ -68,27 +70,43 @@ class ChunkWriter {
   }
 }
 
+export interface CopyTarOptions extends TarWriteOptions {
+  /**
+   * Called once the tar is written with its content digest: what the entries are (paths, types,
+   * modes, owners, link targets, xattrs, contents) without their times. Two copies of the same files
+   * made at different times have the same one, as BuildKit's content checksums do.
+   */
+  onContentDigest?: (digest: string) => void;
+}
+
 /**
  * The layer tar of `entries`, as `writeTarEntries(entries, options)` writes it, in chunks of about
  * a megabyte. Sources are read while the chunks are produced.
  */
-export async function* copyLayerTar(entries: Iterable<TarEntrySpec>, options: TarWriteOptions = {}): AsyncGenerator<Buffer> {
+export async function* copyLayerTar(entries: Iterable<TarEntrySpec>, options: CopyTarOptions = {}): AsyncGenerator<Buffer> {
   const list = sortListed(Array.from(entries, listSpec));
   const out = new ChunkWriter();
+  const content = options.onContentDigest ? createHash('sha256') : undefined;
   for (const item of specPackItems(list, options)) {
     for (const b of encodeHeaderBlocks(toPackHeader(item.header))) out.write(b);
+    if (content) {
+      const { mtime: _time, xattrs, ...rest } = item.header;
+      const record = JSON.stringify({ ...rest, xattrs: xattrs?.map(([k, v]) => [k, Buffer.from(v).toString('base64')]) });
+      content.update(`${Buffer.byteLength(record)}:${record}`);
+    }
     if (item.source) {
       const { path, size } = item.source;
       // Opened even when empty, as the general writer does (an unreadable file fails either way).
       const fd = openSourceFile(path);
       try {
-        out.readFile(fd, size, path);
+        out.readFile(fd, size, path, content);
       } finally {
         closeSync(fd);
       }
       out.zeros(blockPadding(size));
     } else if (item.data?.byteLength) {
       out.write(item.data);
+      content?.update(item.data);
       out.zeros(blockPadding(item.data.byteLength));
     }
     while (out.full.length > 0) yield out.full.shift()!;
@@ -97,4 +115,5 @@ export async function* copyLayerTar(entries: Iterable<TarEntrySpec>, options: Ta
   while (out.full.length > 0) yield out.full.shift()!;
   const rest = out.rest();
   if (rest) yield rest;
+  if (content) options.onContentDigest!(`sha256:${content.digest('hex')}`);
 }
