@@ -68,8 +68,8 @@ const { main, saveCache } =
 main(args).then(
   (code) => {
     process.exitCode = code;
-    // Help and version compile little of a command: its cache waits for a real run.
-    if (code === 0 && !args.some((a) => ['-h', '--help', '-V', '--version'].includes(a))) saveCache();
+    // Help (and `kiln -v`, which names no command) compiles little: the cache waits for a real run.
+    if (code === 0 && commandOf(args) !== 'none' && !args.some((a) => a === '-h' || a === '--help')) saveCache();
   },
   (err) => {
     // main() reports every expected failure itself; anything reaching here is a defect.

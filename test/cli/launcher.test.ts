@@ -31,6 +31,8 @@ describe('the launcher', () => {
   it('makes a code cache after a command succeeds, keeps it while V8 takes it, remakes a rejected one', () => {
     expect(kiln('images', '--help').status).toBe(0);
     expect(caches('images')).toEqual([]);
+    expect(kiln('-v').stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect(readdirSync(bundle).filter((f) => f.endsWith('.cache'))).toEqual([]);
 
     const first = kiln('images');
     expect(first.status, first.stderr).toBe(0);
