@@ -229,7 +229,7 @@ export class StepExecutors {
     const c = state.image.config.config ?? {};
     const env = state.env.toList();
     const network = ins.network === 'default' ? (engine.request.network ?? 'default') : ins.network;
-    const { runMounts, keys: mountKeys } = await this.mounts(ins.mounts, planned, at);
+    const { keys: mountKeys, make: makeMounts } = await this.mounts(ins.mounts, planned, at);
     const epoch = engine.request.sourceDateEpoch;
     const record: RunKey = {
       kind: 'run',
@@ -255,6 +255,7 @@ export class StepExecutors {
     return this.once(key, async () => {
       const { runStep, RunFailedError } = await import('../sandbox/index.js');
       const lower = await this.lower(state);
+      const runMounts = await makeMounts();
       if (script) runMounts.push(await this.scriptMount(script));
       let result;
       try {
@@ -354,15 +355,19 @@ export class StepExecutors {
   }
 
   /** RUN --mount: sources resolved to host paths for the sandbox, and their part of the cache key. */
+  /**
+   * The mounts' parts of the step's key, and how to make them: a bind mount's source is copied out
+   * (the context, or a stage's rootfs) only when the step runs, never for a cached step.
+   */
   private async mounts(mounts: readonly Mount[], planned: PlannedStage, at: SourceLocation) {
-    const runMounts: Array<{ mount: Mount; hostPath?: string }> = [];
+    const made: Array<() => Promise<{ mount: Mount; hostPath?: string }>> = [];
     const keys: Array<Record<string, string | number | boolean>> = [];
     for (const m of mounts) {
       const key: Record<string, string | number | boolean> = {};
       for (const [k, v] of Object.entries(m)) {
         if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') key[k] = v;
       }
-      let hostPath: string | undefined;
+      let hostPath: (() => Promise<string>) | undefined;
       const from = (m as { from?: string }).from ?? '';
       if (m.type === 'bind' || (m.type === 'cache' && from)) {
         // `source` is a path inside the context, stage or image, resolved there (its symlinks
@@ -371,11 +376,11 @@ export class StepExecutors {
         if (!from || from === 'context') {
           const ctx = await this.context();
           key.content = await ctx.checksum(source, { followLinks: true, wildcard: false });
-          hostPath = join(await this.materializeContext(ctx), await ctx.resolveInContext(source));
+          hostPath = async () => join(await this.materializeContext(ctx), await ctx.resolveInContext(source));
         } else {
           const dep = await this.fromState(from, planned, at);
           key.fromKey = dep.fsKey;
-          hostPath = await resolveInside(await this.materializeState(dep), source);
+          hostPath = async () => resolveInside(await this.materializeState(dep), source);
         }
       }
       if (m.type === 'secret') {
@@ -383,9 +388,9 @@ export class StepExecutors {
         for (const k of Object.keys(key)) if (!['type', 'cacheId', 'target', 'env', 'required', 'mode', 'uid', 'gid'].includes(k)) delete key[k];
       }
       keys.push(key);
-      runMounts.push(hostPath ? { mount: m, hostPath } : { mount: m });
+      made.push(async () => (hostPath ? { mount: m, hostPath: await hostPath() } : { mount: m }));
     }
-    return { runMounts, keys };
+    return { keys, make: async () => Promise.all(made.map((f) => f())) };
   }
 
   /** The stage or image a `--from` / `from=` names: a stage name or index, else an image reference. */
@@ -433,7 +438,8 @@ export class StepExecutors {
         await mkdir(dir, { recursive: true });
         for await (const e of ctx.entries()) {
           if (e.type === 'dir') await mkdir(join(dir, e.path), { recursive: true });
-          else await cp(join(ctx.root, e.path), join(dir, e.path), { verbatimSymlinks: true, preserveTimestamps: true });
+          else if (e.type === 'file' || e.type === 'symlink') await cp(join(ctx.root, e.path), join(dir, e.path), { verbatimSymlinks: true, preserveTimestamps: true });
+          // FIFOs, sockets and devices are left out: Node cannot make them, and a build reads none.
         }
         return dir;
       })();
