@@ -22,6 +22,7 @@ import type { TarEntrySpec } from '../oci/layer/index.js';
 import { ImageNotFoundError, type BuildCacheRecord } from '../store/index.js';
 import type { BuildContext } from '../context/index.js';
 import type { ReadOnlyFS } from './fsview/index.js';
+import type { Download } from './copy/http.js';
 import type { CopyContentKey, CopyKey, MkdirKey, RunKey } from './cache-key.js';
 import type { BuildEngine } from './engine.js';
 import type { ByteMeter, Vertex } from './events.js';
@@ -54,6 +55,14 @@ interface StepRecord extends BuildCacheRecord {
 }
 
 const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
+
+/** ADD's downloads made to key the step (see StepExecutors.remoteSources). */
+interface RemoteDownloads {
+  files: Map<string, Download>;
+  /** Whether the step also has git sources. */
+  git: boolean;
+  dispose(): Promise<void>;
+}
 
 /** The host name of a RUN step's sandbox, as BuildKit names its own. */
 const RUN_HOSTNAME = 'buildkitsandbox';
@@ -457,6 +466,72 @@ export class StepExecutors {
     at: SourceLocation,
     vertex?: Vertex,
   ): Promise<StepResult> {
+    const sources: Array<{ path: string; digest: string }> = [];
+    const remote = ins.sourcePaths.some((s) => REMOTE_SOURCE.test(s));
+    // ADD's URLs are keyed by their content, fetched (or found unchanged) before the key is made;
+    // git sources still have to be cloned first.
+    const downloads = remote && ins.kind === 'ADD' ? await this.remoteSources(ins.sourcePaths, ins.checksum, sources) : undefined;
+    try {
+      return await this.copyKeyed(state, ins, planned, at, vertex, sources, downloads);
+    } finally {
+      await downloads?.dispose();
+    }
+  }
+
+  /**
+   * ADD's http(s) sources: each adds its content digest and time to `sources`. A URL downloaded
+   * before is asked for with its validators, and costs no download when the server says it has not
+   * changed; one with `--checksum` is keyed by the checksum alone, without asking, as BuildKit does.
+   * Answers the files downloaded (for the step, if it runs), and whether git sources remain.
+   */
+  private async remoteSources(paths: readonly string[], checksum: string, sources: Array<{ path: string; digest: string }>): Promise<RemoteDownloads> {
+    const { classifySource } = await import('./copy/sources.js');
+    const { downloadIfChanged } = await import('./copy/http.js');
+    const { HttpSourceCache } = await import('./copy/http-cache.js');
+    const { TempSpace } = await import('./copy/temp.js');
+    const temp = new TempSpace(this.store.tmpDir);
+    const files = new Map<string, Download>();
+    const cache = new HttpSourceCache(join(this.store.cacheDir, 'http'));
+    let git = false;
+    try {
+      for (const url of paths) {
+        if (!REMOTE_SOURCE.test(url)) continue;
+        if (classifySource(url).kind !== 'http') {
+          git = true;
+          continue;
+        }
+        if (checksum) {
+          sources.push({ path: url, digest: checksum });
+          continue;
+        }
+        const known = await cache.get(url);
+        const signal = this.engine.request.signal;
+        const got = await downloadIfChanged(url, temp, { ...(signal ? { signal } : {}), ...(known ? { validators: known } : {}) });
+        if (got === 'not-modified' && known) {
+          sources.push({ path: url, digest: `${known.digest}@${known.mtime}` });
+          continue;
+        }
+        if (got === 'not-modified') throw new KilnError('ADD_DOWNLOAD', `failed to download ${url}: unexpected 304 Not Modified`);
+        files.set(url, got);
+        await cache.put({ url, digest: got.digest, mtime: got.mtime, ...(got.etag ? { etag: got.etag } : {}), ...(got.lastModified ? { lastModified: got.lastModified } : {}) });
+        sources.push({ path: url, digest: `${got.digest}@${got.mtime}` });
+      }
+    } catch (err) {
+      await temp.dispose();
+      throw err;
+    }
+    return { files, git, dispose: () => temp.dispose() };
+  }
+
+  private async copyKeyed(
+    state: StageState,
+    ins: CopyInstruction | AddInstruction,
+    planned: PlannedStage,
+    at: SourceLocation,
+    vertex: Vertex | undefined,
+    sources: Array<{ path: string; digest: string }>,
+    downloads: RemoteDownloads | undefined,
+  ): Promise<StepResult> {
     const engine = this.engine;
     const c = state.image.config.config ?? {};
     const workdir = c.WorkingDir || '/';
@@ -466,8 +541,8 @@ export class StepExecutors {
     let sourceContext: BuildContext | undefined;
     let sourceRef = 'context';
     let fromKey = 'context';
-    const sources: Array<{ path: string; digest: string }> = [];
-    const remote = ins.sourcePaths.some((s) => REMOTE_SOURCE.test(s));
+    // Sources cloned by git are keyed by the layer they make, so they run before the key is known.
+    const cloned = ins.kind === 'ADD' && (downloads?.git ?? false);
     if (fromName) {
       const dep = await this.fromState(fromName, planned, at);
       // Its filesystem is read only on a miss: a cached COPY --from needs no layer of the stage.
@@ -547,6 +622,7 @@ export class StepExecutors {
             ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
           },
           tempDir: this.store.tmpDir,
+          ...(downloads ? { downloaded: downloads.files } : {}),
           ...(engine.request.signal ? { signal: engine.request.signal } : {}),
           onWarning: (w) => engine.progress.warn(w.message, at.line),
         }, sourceState ? { contentDigest: true } : {});
@@ -558,14 +634,13 @@ export class StepExecutors {
         desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size },
         diffID: layerResult.written.digest,
       };
-      if (remote) record.sources.push(...ins.sourcePaths.filter((p) => REMOTE_SOURCE.test(p)).map((p) => ({ path: p, digest: layerResult.written.digest })));
+      if (cloned) record.sources.push({ path: 'git', digest: layerResult.written.digest });
       const key = engine.key(record);
       if (layerResult.content) return this.rememberByContent(state, planned, key, record, historyText, layer, layerResult.empty, layerResult.content);
       const created = await this.remember(key, record, historyText, layer, layerResult.empty);
       return { key, cached: false, empty: layerResult.empty, historyText, layer, created };
     };
-    // A download or clone is keyed by what it brings, so it must run before its key is known.
-    if (remote) return execute();
+    if (cloned) return execute();
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
     if (vertex) await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);

@@ -238,6 +238,40 @@ describe('ADD from the network (fixtures/build/remote)', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/Dockerfile:7: .*mismatch.*sha256:9f63d5cc.*sha256:0000000000/);
   });
+
+  it('a rebuild asks whether the file changed: unchanged, the step is cached and nothing is downloaded', async () => {
+    const www = join(base.dir, 'www');
+    await fsp.writeFile(join(www, 'asked.txt'), 'first version\n');
+    const dir = join(base.dir, 'ctx-asked');
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(join(dir, 'Dockerfile'), `FROM kiln-test/busybox:latest\nADD ${server.url}/asked.txt /downloads/\nRUN cat /downloads/asked.txt > /seen.txt\n`);
+    const asked = () => server.log.filter((l) => l.path === '/asked.txt');
+    const plain = (args: string[]) => build(['--progress', 'plain', '-t', 'asked', ...args, dir]);
+
+    expectOk(await plain([]));
+    expect(asked()).toEqual([{ path: '/asked.txt', status: 200, conditional: false }]);
+    const again = expectOk(await plain([]));
+    expect(asked()[1]).toEqual({ path: '/asked.txt', status: 304, conditional: true });
+    expect(again.stderr.match(/^#\d+ CACHED$/gm)).toHaveLength(2);
+
+    await fsp.writeFile(join(www, 'asked.txt'), 'second version\n');
+    const changed = expectOk(await plain([]));
+    expect(asked()[2]).toEqual({ path: '/asked.txt', status: 200, conditional: true });
+    expect(changed.stderr).not.toMatch(/^#\d+ CACHED$/m);
+    const r = await kilnRun(base.root, ['run', '--rm', 'asked', 'cat', '/seen.txt']);
+    expect(r.stdout).toBe('second version\n');
+  }, 60_000);
+
+  it('a URL with --checksum is keyed by the checksum: a rebuild asks the server nothing', async () => {
+    const dir = join(base.dir, 'ctx-summed');
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(join(dir, 'Dockerfile'), `FROM kiln-test/busybox:latest\nADD --checksum=${SUM} ${server.url}/remote.txt /summed.txt\n`);
+    expectOk(await build(['-q', dir]));
+    const before = server.requests.length;
+    const again = expectOk(await build(['--progress', 'plain', dir]));
+    expect(again.stderr).toMatch(/^#\d+ CACHED$/m);
+    expect(server.requests.length).toBe(before);
+  });
 });
 
 /** A one-commit repository at `work`, published as a bare repository fetchable over dumb HTTP. */

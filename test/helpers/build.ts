@@ -213,24 +213,38 @@ export async function inParallel<T>(n: number, jobs: Array<() => Promise<T>>): P
   return results;
 }
 
-/** A static file server on loopback (what ADD downloads from and git fetches over dumb HTTP). */
-export async function serveDirectory(dir: string): Promise<{ url: string; requests: string[]; close(): Promise<void> }> {
+/**
+ * A static file server on loopback (what ADD downloads from and git fetches over dumb HTTP). It
+ * sends an ETag and answers a matching If-None-Match with 304; `log` has every answer.
+ */
+export async function serveDirectory(
+  dir: string,
+): Promise<{ url: string; requests: string[]; log: Array<{ path: string; status: number; conditional: boolean }>; close(): Promise<void> }> {
   const http = await import('node:http');
+  const { createHash } = await import('node:crypto');
   const requests: string[] = [];
+  const log: Array<{ path: string; status: number; conditional: boolean }> = [];
   const server = http.createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
     requests.push(path);
+    const conditional = req.headers['if-none-match'] !== undefined;
+    const answer = (status: number, headers: Record<string, string | number> = {}, body?: Buffer) => {
+      log.push({ path, status, conditional });
+      res.writeHead(status, headers).end(body);
+    };
     if (path.split('/').includes('..')) {
-      res.writeHead(400).end();
+      answer(400);
       return;
     }
     fsp.readFile(join(dir, path)).then(
       (body) => {
+        const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
         // A fixed Last-Modified: ADD gives the downloaded file this time.
-        res.writeHead(200, { 'Content-Length': body.length, 'Last-Modified': new Date(LAST_MODIFIED * 1000).toUTCString() });
-        res.end(body);
+        const lastModified = new Date(LAST_MODIFIED * 1000).toUTCString();
+        if (req.headers['if-none-match'] === etag) answer(304, { ETag: etag, 'Last-Modified': lastModified });
+        else answer(200, { 'Content-Length': body.length, ETag: etag, 'Last-Modified': lastModified }, body);
       },
-      () => res.writeHead(404).end(),
+      () => answer(404),
     );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -238,6 +252,7 @@ export async function serveDirectory(dir: string): Promise<{ url: string; reques
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    log,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

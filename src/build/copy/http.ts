@@ -20,6 +20,15 @@ export interface Download {
   mtime: number;
   /** sha256 of the content. */
   digest: string;
+  /** The response's validators, for a conditional request the next time. */
+  etag?: string;
+  lastModified?: string;
+}
+
+/** What an earlier download of the same URL answered: sent back to ask whether it changed. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
 }
 
 const MAX_REDIRECTS = 10;
@@ -42,8 +51,24 @@ export function parseChecksumDigest(value: string): { algorithm: string; hex: st
 }
 
 export async function download(url: string, temp: TempSpace, options: { checksum?: string; signal?: AbortSignal } = {}): Promise<Download> {
+  const got = await downloadIfChanged(url, temp, options);
+  // Without validators the server has nothing to compare with: it answers with the content.
+  if (got === 'not-modified') throw new CopyError('ADD_DOWNLOAD', `failed to download ${url}: unexpected 304 Not Modified`);
+  return got;
+}
+
+/**
+ * `download`, or with `validators` (an earlier response's ETag and Last-Modified), `not-modified`
+ * when the server says the content has not changed since, as BuildKit asks on a rebuild.
+ */
+export async function downloadIfChanged(
+  url: string,
+  temp: TempSpace,
+  options: { checksum?: string; signal?: AbortSignal; validators?: Validators } = {},
+): Promise<Download | 'not-modified'> {
   const expected = options.checksum ? parseChecksumDigest(options.checksum) : undefined;
-  const res = await get(url, options.signal);
+  const res = await get(url, options.signal, options.validators);
+  if (res === 'not-modified') return res;
   const path = await temp.path('download');
   const fh = await fsp.open(path, 'wx', 0o600);
   const sha256 = createHash('sha256');
@@ -72,11 +97,12 @@ export async function download(url: string, temp: TempSpace, options: { checksum
   const parsed = lastModified ? Date.parse(lastModified) : NaN;
   const mtime = Number.isFinite(parsed) ? Math.floor(parsed / 1000) : 0;
   await fsp.utimes(path, mtime, mtime);
-  return { path, size, mtime, digest };
+  const etag = res.headers.etag;
+  return { path, size, mtime, digest, ...(etag ? { etag } : {}), ...(lastModified ? { lastModified } : {}) };
 }
 
-/** GET with redirects; resolves once a 2xx response's headers are in. */
-async function get(url: string, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+/** GET with redirects; resolves once a 2xx response's headers are in (or with a 304 to a conditional GET). */
+async function get(url: string, signal: AbortSignal | undefined, validators?: Validators): Promise<IncomingMessage | 'not-modified'> {
   let current = url;
   for (let hop = 0; ; hop++) {
     let parsed: URL;
@@ -85,10 +111,14 @@ async function get(url: string, signal: AbortSignal | undefined): Promise<Incomi
     } catch {
       throw new CopyError('ADD_DOWNLOAD', `failed to download ${url}: invalid URL ${current}`);
     }
-    const res = await once(parsed, signal).catch((err: Error) => {
+    const res = await once(parsed, signal, validators).catch((err: Error) => {
       throw new CopyError('ADD_DOWNLOAD', `failed to download ${url}: ${err.message}`, { cause: err });
     });
     const status = res.statusCode ?? 0;
+    if (status === 304 && validators) {
+      res.resume();
+      return 'not-modified';
+    }
     if (status >= 300 && status < 400 && res.headers.location) {
       res.resume();
       if (hop >= MAX_REDIRECTS) throw new CopyError('ADD_DOWNLOAD', `failed to download ${url}: stopped after ${MAX_REDIRECTS} redirects`);
@@ -103,7 +133,7 @@ async function get(url: string, signal: AbortSignal | undefined): Promise<Incomi
   }
 }
 
-async function once(url: URL, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+async function once(url: URL, signal: AbortSignal | undefined, validators?: Validators): Promise<IncomingMessage> {
   // The CAs registries are trusted with (the extra ones included: see extraCAFile).
   const ca = url.protocol === 'https:' ? await trustedCAs() : undefined;
   return new Promise((resolve, reject) => {
@@ -112,7 +142,10 @@ async function once(url: URL, signal: AbortSignal | undefined): Promise<Incoming
       reject(new Error(`unsupported protocol ${url.protocol}`));
       return;
     }
-    const req = fn(url, { method: 'GET', headers: { 'user-agent': 'kiln', 'accept-encoding': 'identity' }, signal, ...(ca ? { ca } : {}) }, resolve);
+    const headers: Record<string, string> = { 'user-agent': 'kiln', 'accept-encoding': 'identity' };
+    if (validators?.etag) headers['if-none-match'] = validators.etag;
+    if (validators?.lastModified) headers['if-modified-since'] = validators.lastModified;
+    const req = fn(url, { method: 'GET', headers, signal, ...(ca ? { ca } : {}) }, resolve);
     req.on('error', reject);
     req.end();
   });

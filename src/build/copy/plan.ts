@@ -323,7 +323,7 @@ class Planner {
         return;
       }
       case 'http': {
-        const dl = await download(item.url, this.temp, { checksum: this.opts.checksum, signal: this.req.signal });
+        const dl = this.req.downloaded?.get(item.url) ?? (await download(item.url, this.temp, { checksum: this.opts.checksum, signal: this.req.signal }));
         if (this.opts.unpack === true) {
           const compression = await archiveCompression(dl.path, item.url);
           if (compression !== undefined) {

@@ -2,6 +2,7 @@
 import type { SourceContent } from '../../dockerfile/instructions/types.js';
 import type { TarEntrySpec } from '../../oci/layer/index.js';
 import type { ReadOnlyFS } from '../fsview/index.js';
+import type { Download } from './http.js';
 
 export interface CopyOptions {
   /** `--chown`: numeric ids, or the flag's value resolved against the destination's /etc/passwd and /etc/group. */
@@ -53,6 +54,8 @@ export interface CopyRequest {
   tempDir?: string;
   /** The git program (default `git`). */
   gitCommand?: string;
+  /** URLs already downloaded for this step (to key it), used instead of downloading them again. */
+  downloaded?: ReadonlyMap<string, Download>;
   signal?: AbortSignal;
   onWarning?: (warning: CopyWarning) => void;
 }
