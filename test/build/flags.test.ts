@@ -92,12 +92,13 @@ describe('outputs, --iidfile, --metadata-file, --label', () => {
   });
 
   it('type=oci writes an OCI archive skopeo reads; tar=false writes the layout as a directory', async () => {
-    // One index entry per name, as BuildKit's OCI exporter writes them.
-    const info = JSON.parse(skopeo('inspect', `oci-archive:${o('oci.tar')}:docker.io/library/exported:1`));
+    // One index entry per name, as BuildKit's OCI exporter writes them: the full name for
+    // containerd, the tag as the OCI ref name.
+    const info = JSON.parse(skopeo('inspect', `oci-archive:${o('oci.tar')}:1`));
     const archived = JSON.parse(text(await readTar(o('oci.tar')), 'index.json'));
-    expect(archived.manifests.map((m: { annotations: Record<string, string> }) => m.annotations['io.containerd.image.name'])).toEqual([
-      'docker.io/library/exported:1',
-      'example.com/team/exported:latest',
+    expect(archived.manifests.map((m: { annotations: Record<string, string> }) => m.annotations)).toEqual([
+      { 'io.containerd.image.name': 'docker.io/library/exported:1', 'org.opencontainers.image.ref.name': '1' },
+      { 'io.containerd.image.name': 'example.com/team/exported:latest', 'org.opencontainers.image.ref.name': 'latest' },
     ]);
     expect(info.Digest).toBe(meta['containerimage.digest']);
     expect(info.Labels).toMatchObject({ version: '2', added: 'by-flag' });

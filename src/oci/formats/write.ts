@@ -100,7 +100,12 @@ async function planOci(image: Image, converter: LayerConverter, opts: OciWriteOp
   return { rawManifest: raw, manifestDigest: sha256(raw), mediaType: MediaType.ociManifest, rawConfig, layers: out, platform: await platformOf(image) };
 }
 
-/** An index.json entry for an image under `name` (full name in both the OCI and containerd keys). */
+/** The OCI ref name of an image named `full`: its tag, as the OCI spec and containerd have it. */
+function ociRefName(full: string): string {
+  return parseReference(full).tag ?? full;
+}
+
+/** An index.json entry for an image under `name` (the full name for containerd, `refName` of it for OCI). */
 function indexEntry(p: PlannedImage, name: string | undefined, refName: (full: string) => string): Descriptor {
   const d: Descriptor = { mediaType: p.mediaType, digest: p.manifestDigest, size: p.rawManifest.length };
   if (name) d.annotations = { [Annotation.containerdImageName]: name, [Annotation.refName]: refName(name) };
@@ -138,9 +143,10 @@ async function writeTar(out: Writable, opts: ArchiveStreamOptions, body: (tar: A
 // ------------------------------------------------------------------------------ OCI archive
 
 /**
- * An OCI archive: `oci-layout`, the blobs, and `index.json` listing every image once per name
- * (`org.opencontainers.image.ref.name` and `io.containerd.image.name` both carry the full
- * normalised name, so skopeo's `oci-archive:FILE:NAME` and containerd's importer find it). Layers
+ * An OCI archive: `oci-layout`, the blobs, and `index.json` listing every image once per name, as
+ * BuildKit's and docker's exporters list them: `io.containerd.image.name` carries the full
+ * normalised name (what `kiln load` and containerd's importer restore) and
+ * `org.opencontainers.image.ref.name` the tag (what skopeo's `oci-archive:FILE:TAG` finds). Layers
  * stored uncompressed are gzip-compressed by default, each once however many images share it.
  */
 export async function writeOciArchive(images: NamedImage[], out: Writable, options: OciArchiveOptions = {}): Promise<void> {
@@ -161,7 +167,7 @@ export async function writeOciArchive(images: NamedImage[], out: Writable, optio
           await writeDocBlob(tar, written, plan.rawConfig);
           await writeDocBlob(tar, written, plan.rawManifest);
           const named = fullNames(names);
-          for (const name of named.length ? named : [undefined]) entries.push(indexEntry(plan, name, (n) => n));
+          for (const name of named.length ? named : [undefined]) entries.push(indexEntry(plan, name, ociRefName));
           // Converted layers are in the archive now; their temp files are not needed again.
           await converter.disposeAll();
         }
@@ -194,7 +200,7 @@ export async function writeOciLayoutDir(images: NamedImage[], dir: string, optio
     const planned = new StaticImage({ manifest: plan.rawManifest, config: plan.rawConfig }, { manifest, config: configFile }, plan.layers, plan.mediaType);
     const desc = await writeImage(layout, planned);
     const named = fullNames(names);
-    for (const name of named) await layout.addManifest(desc, { refName: name, annotations: { [Annotation.containerdImageName]: name } });
+    for (const name of named) await layout.addManifest(desc, { refName: ociRefName(name), annotations: { [Annotation.containerdImageName]: name } });
     if (!named.length) {
       const index = await layout.readIndex();
       if (!index.manifests.some((d) => d.digest === desc.digest)) await layout.addManifest(desc);
@@ -288,7 +294,7 @@ export async function writeDockerArchive(images: NamedImage[], out: Writable, op
             (repositories[repo] ??= {})[ref.tag!] = digestHex(diffIDs[diffIDs.length - 1] ?? configDigest);
           }
           for (const name of named.length ? named : [undefined]) {
-            const e = indexEntry(plan, name, (n) => parseReference(n).tag ?? n);
+            const e = indexEntry(plan, name, ociRefName);
             if (plan.platform) e.platform = plan.platform;
             entries.push(e);
           }

@@ -296,7 +296,11 @@ export function emptyIndex(): Index {
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
 }
 
-/** index.json with `desc` added (replacing any entry that had the same ref name). */
+/**
+ * index.json with `desc` added, replacing the entry of the same image name: the same
+ * `io.containerd.image.name`, or, for entries without one, the same ref name (a tag alone can
+ * name images of several repositories).
+ */
 export function withManifest(index: Index, desc: Descriptor, opts: { refName?: string; annotations?: Record<string, string> } = {}): Index {
   const annotations: Record<string, string> = { ...(desc.annotations ?? {}), ...(opts.annotations ?? {}) };
   if (opts.refName !== undefined) annotations[Annotation.refName] = opts.refName;
@@ -304,8 +308,14 @@ export function withManifest(index: Index, desc: Descriptor, opts: { refName?: s
   if (desc.platform) entry.platform = desc.platform;
   if (desc.artifactType) entry.artifactType = desc.artifactType;
   if (Object.keys(annotations).length) entry.annotations = annotations;
+  const image = annotations[Annotation.containerdImageName];
   const name = annotations[Annotation.refName];
-  const kept = name === undefined ? index.manifests : index.manifests.filter((d) => d.annotations?.[Annotation.refName] !== name);
+  const same = (d: Descriptor): boolean => {
+    const other = d.annotations?.[Annotation.containerdImageName];
+    if (image !== undefined && other !== undefined) return other === image;
+    return name !== undefined && d.annotations?.[Annotation.refName] === name;
+  };
+  const kept = index.manifests.filter((d) => !same(d));
   return { ...index, manifests: [...kept, entry] };
 }
 
