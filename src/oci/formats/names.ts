@@ -11,7 +11,7 @@ export function normalizedOrUndefined(name: string | undefined): string | undefi
 /**
  * The name an index.json entry gives its image: containerd's full-name annotation when present
  * (docker ≥25 and BuildKit put only the tag in `org.opencontainers.image.ref.name`), otherwise the
- * OCI ref name when it is a valid image reference (skopeo and kiln write full names there).
+ * OCI ref name when it is a valid image reference (skopeo writes full names there when given one).
  */
 export function nameOfIndexEntry(desc: Descriptor): string | undefined {
   return normalizedOrUndefined(desc.annotations?.[Annotation.containerdImageName]) ?? normalizedOrUndefined(desc.annotations?.[Annotation.refName]);
