@@ -59,7 +59,9 @@ const REMOTE_SOURCE = /^(https?:\/\/|git@|git:\/\/)/;
 /** ADD's downloads made to key the step (see StepExecutors.remoteSources). */
 interface RemoteDownloads {
   files: Map<string, Download>;
-  /** Whether the step also has git sources. */
+  /** Git sources keyed by the commit their remote named: the clone must be that commit. */
+  commits: Map<string, string>;
+  /** Whether git sources remain that can only be keyed once cloned. */
   git: boolean;
   dispose(): Promise<void>;
 }
@@ -479,10 +481,12 @@ export class StepExecutors {
   }
 
   /**
-   * ADD's http(s) sources: each adds its content digest and time to `sources`. A URL downloaded
-   * before is asked for with its validators, and costs no download when the server says it has not
-   * changed; one with `--checksum` is keyed by the checksum alone, without asking, as BuildKit does.
-   * Answers the files downloaded (for the step, if it runs), and whether git sources remain.
+   * ADD's remote sources, each adding what it brings to `sources`. An http(s) URL downloaded before
+   * is asked for with its validators, and costs no download when the server says it has not changed;
+   * a git source is keyed by the commit its remote names (`git ls-remote`), so a cached step clones
+   * nothing; with `--checksum` either is keyed by the checksum alone, as BuildKit does. Answers the
+   * files downloaded and the commits (for the step, if it runs), and whether git sources remain that
+   * can only be keyed once cloned.
    */
   private async remoteSources(paths: readonly string[], checksum: string, sources: Array<{ path: string; digest: string }>): Promise<RemoteDownloads> {
     const { classifySource } = await import('./copy/sources.js');
@@ -491,15 +495,26 @@ export class StepExecutors {
     const { TempSpace } = await import('./copy/temp.js');
     const temp = new TempSpace(this.store.tmpDir);
     const files = new Map<string, Download>();
+    const commits = new Map<string, string>();
     const cache = new HttpSourceCache(join(this.store.cacheDir, 'http'));
     let git = false;
     try {
       for (const url of paths) {
         if (!REMOTE_SOURCE.test(url)) continue;
-        if (classifySource(url).kind !== 'http') {
-          git = true;
+        const kind = classifySource(url);
+        if (kind.kind === 'git') {
+          const pinned = checksum || kind.ref.checksum;
+          const { resolveGitCommit } = await import('./copy/git.js');
+          const signal = this.engine.request.signal;
+          const commit = pinned ? undefined : await resolveGitCommit(kind.ref, { label: url, ...(signal ? { signal } : {}) });
+          if (pinned) sources.push({ path: url, digest: `git:${pinned.toLowerCase()}` });
+          else if (commit) {
+            commits.set(url, commit);
+            sources.push({ path: url, digest: `git:${commit}` });
+          } else git = true;
           continue;
         }
+        if (kind.kind !== 'http') continue;
         if (checksum) {
           sources.push({ path: url, digest: checksum });
           continue;
@@ -520,7 +535,7 @@ export class StepExecutors {
       await temp.dispose();
       throw err;
     }
-    return { files, git, dispose: () => temp.dispose() };
+    return { files, commits, git, dispose: () => temp.dispose() };
   }
 
   private async copyKeyed(
@@ -622,7 +637,7 @@ export class StepExecutors {
             ...(engine.request.sourceDateEpoch !== undefined ? { sourceDateEpoch: engine.request.sourceDateEpoch } : {}),
           },
           tempDir: this.store.tmpDir,
-          ...(downloads ? { downloaded: downloads.files } : {}),
+          ...(downloads ? { downloaded: downloads.files, gitCommits: downloads.commits } : {}),
           ...(engine.request.signal ? { signal: engine.request.signal } : {}),
           onWarning: (w) => engine.progress.warn(w.message, at.line),
         }, sourceState ? { contentDigest: true } : {});

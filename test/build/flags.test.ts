@@ -5,7 +5,7 @@
  * --checksum, a git repository).
  */
 import { execFileSync } from 'node:child_process';
-import { promises as fsp, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { promises as fsp, lstatSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxStore, type BusyboxStore } from '../helpers/busybox.js';
@@ -273,10 +273,59 @@ describe('ADD from the network (fixtures/build/remote)', () => {
     expect(again.stderr).toMatch(/^#\d+ CACHED$/m);
     expect(server.requests.length).toBe(before);
   });
+
+  it('a git source is keyed by the commit its remote names: a rebuild clones nothing until the branch moves', async () => {
+    const www = join(base.dir, 'www');
+    const work = join(base.dir, 'git-moving');
+    makeGitRepo(work, join(www, 'moving.git'));
+    const dir = join(base.dir, 'ctx-git');
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(join(dir, 'Dockerfile'), `FROM kiln-test/busybox:latest\nADD ${server.url}/moving.git#main /src/\nRUN cat /src/README > /seen.txt\n`);
+    const plain = () => build(['--progress', 'plain', '-t', 'moving', dir]);
+    const objects = (from: number) => server.requests.slice(from).filter((p) => p.startsWith('/moving.git/objects/'));
+
+    expectOk(await plain());
+    const before = server.requests.length;
+    const again = expectOk(await plain());
+    expect(again.stderr.match(/^#\d+ CACHED$/gm)).toHaveLength(2);
+    // Only the refs were read (git ls-remote), no object.
+    expect(server.requests.length).toBeGreaterThan(before);
+    expect(objects(before)).toEqual([]);
+
+    commitAndPush(work, join(www, 'moving.git'), 'README', 'moved on\n');
+    const moved = expectOk(await plain());
+    expect(moved.stderr).not.toMatch(/^#\d+ CACHED$/m);
+    const r = await kilnRun(base.root, ['run', '--rm', 'moving', 'cat', '/seen.txt']);
+    expect(r.stdout).toBe('moved on\n');
+  }, 60_000);
 });
 
 /** A one-commit repository at `work`, published as a bare repository fetchable over dumb HTTP. */
 function makeGitRepo(work: string, bare: string): string {
+  const git = gitAs(work);
+  execFileSync('mkdir', ['-p', join(work, 'sub')]);
+  git(['init', '-q', '-b', 'main', work]);
+  execFileSync('sh', ['-c', `printf 'from git\\n' > README && printf 'x\\n' > sub/file`], { cwd: work });
+  git(['add', '.'], work);
+  git(['commit', '-q', '-m', 'init'], work);
+  git(['clone', '-q', '--bare', work, bare]);
+  git(['update-server-info'], bare);
+  return git(['rev-parse', 'HEAD'], work).trim();
+}
+
+/** A new commit on main in `work`, pushed to `bare` (served over dumb http). */
+function commitAndPush(work: string, bare: string, file: string, content: string): string {
+  const git = gitAs(work);
+  writeFileSync(join(work, file), content);
+  git(['add', '.'], work);
+  git(['commit', '-q', '-m', `change ${file}`], work);
+  git(['push', '-q', bare, 'main'], work);
+  git(['update-server-info'], bare);
+  return git(['rev-parse', 'HEAD'], work).trim();
+}
+
+/** git with a fixed identity and time, and no system or user configuration. */
+function gitAs(work: string): (args: string[], cwd?: string) => string {
   const env = {
     ...process.env,
     HOME: work,
@@ -296,12 +345,5 @@ function makeGitRepo(work: string, bare: string): string {
       throw err;
     }
   };
-  execFileSync('mkdir', ['-p', join(work, 'sub')]);
-  git(['init', '-q', '-b', 'main', work]);
-  execFileSync('sh', ['-c', `printf 'from git\\n' > README && printf 'x\\n' > sub/file`], { cwd: work });
-  git(['add', '.'], work);
-  git(['commit', '-q', '-m', 'init'], work);
-  git(['clone', '-q', '--bare', work, bare]);
-  git(['update-server-info'], bare);
-  return git(['rev-parse', 'HEAD'], work).trim();
+  return git;
 }

@@ -68,6 +68,34 @@ export async function fetchGit(ref: GitRef, temp: TempSpace, o: GitFetchOptions)
   return { dir: root, commit, time };
 }
 
+/**
+ * The commit `ref` names on its remote, asked with `git ls-remote` (no objects are fetched), so that
+ * a rebuild can key the step before cloning, as BuildKit does; a full commit id names itself.
+ * Undefined when the remote cannot say (an abbreviated id, an unreachable remote, no git): the step
+ * is then cloned first and keyed by what it made.
+ */
+export async function resolveGitCommit(ref: GitRef, o: Omit<GitFetchOptions, 'keepGitDir'>): Promise<string | undefined> {
+  const want = ref.ref || 'HEAD';
+  if (/^[a-fA-F0-9]{40}$|^[a-fA-F0-9]{64}$/.test(want)) return want.toLowerCase();
+  let listing: string;
+  try {
+    listing = await run(o.command ?? 'git', ['ls-remote', ref.remote, want], undefined, { ...o, keepGitDir: false });
+  } catch {
+    return undefined;
+  }
+  const refs = new Map<string, string>();
+  for (const line of listing.split('\n')) {
+    const [commit, name] = line.split('\t');
+    if (commit && name) refs.set(name, commit);
+  }
+  // What `git fetch REMOTE WANT` would take: the ref itself, a branch, else a tag (peeled to its commit).
+  for (const name of [want, `refs/heads/${want}`, `refs/tags/${want}^{}`, `refs/tags/${want}`]) {
+    const commit = refs.get(name);
+    if (commit) return commit;
+  }
+  return undefined;
+}
+
 /** Fetches `want` and returns what to check out, trying a shallow fetch first; undefined when the ref is unknown. */
 async function tryFetch(git: (args: string[], cwd?: string) => Promise<string>, dir: string, remote: string, want: string): Promise<string | undefined> {
   const attempts: string[][] = [

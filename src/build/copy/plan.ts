@@ -355,7 +355,7 @@ class Planner {
         const keepGitDir = this.opts.keepGitDir ?? item.ref.keepGitDir ?? false;
         const checkout = await fetchGit(item.ref, this.temp, {
           keepGitDir,
-          checksum: this.opts.checksum || item.ref.checksum || undefined,
+          checksum: this.opts.checksum || item.ref.checksum || this.req.gitCommits?.get(item.url) || undefined,
           command: this.req.gitCommand,
           label: item.url,
           signal: this.req.signal,

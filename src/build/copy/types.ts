@@ -56,6 +56,8 @@ export interface CopyRequest {
   gitCommand?: string;
   /** URLs already downloaded for this step (to key it), used instead of downloading them again. */
   downloaded?: ReadonlyMap<string, Download>;
+  /** Git sources whose commit keyed the step: the clone must be that commit. */
+  gitCommits?: ReadonlyMap<string, string>;
   signal?: AbortSignal;
   onWarning?: (warning: CopyWarning) => void;
 }
