@@ -44,18 +44,18 @@ class ChunkWriter {
     }
   }
 
-  /** Reads `size` bytes of the open file `fd` straight into the output (and into `hash`, when given). */
-  readFile(fd: number, size: number, path: string, hash?: Hash): void {
-    let pos = 0;
-    while (pos < size) {
-      const want = Math.min(size - pos, CHUNK - this.used);
-      const n = readSync(fd, this.buf, this.used, want, pos);
-      if (n === 0) throw fileShrankError(path, size);
-      hash?.update(this.buf.subarray(this.used, this.used + n));
-      this.used += n;
-      pos += n;
-      if (this.used === CHUNK) this.rotate();
-    }
+  /**
+   * Reads the open file `fd` from `pos` (of `size` bytes) straight into the output, at most to the end
+   * of the current chunk (and into `hash`, when given); answers how many bytes it read.
+   */
+  readFileSome(fd: number, pos: number, size: number, path: string, hash?: Hash): number {
+    const want = Math.min(size - pos, CHUNK - this.used);
+    const n = readSync(fd, this.buf, this.used, want, pos);
+    if (n === 0) throw fileShrankError(path, size);
+    hash?.update(this.buf.subarray(this.used, this.used + n));
+    this.used += n;
+    if (this.used === CHUNK) this.rotate();
+    return n;
   }
 
   /** What is left, once everything is written. */
@@ -99,7 +99,11 @@ export async function* copyLayerTar(entries: Iterable<TarEntrySpec>, options: Co
       // Opened even when empty, as the general writer does (an unreadable file fails either way).
       const fd = openSourceFile(path);
       try {
-        out.readFile(fd, size, path, content);
+        // A chunk at a time, handed on as it fills: a big file is never held whole.
+        for (let pos = 0; pos < size; ) {
+          pos += out.readFileSome(fd, pos, size, path, content);
+          while (out.full.length > 0) yield out.full.shift()!;
+        }
       } finally {
         closeSync(fd);
       }
