@@ -516,6 +516,8 @@ export class Store {
     return this.lock.run(async () => {
       // The build cache goes with --all (or when asked): its records are what keeps its layers.
       const cacheRecordsRemoved = opts.all || opts.buildCache ? await this.buildCache.clear() : 0;
+      // And what ADD learnt of URLs (their validators): without it the next build downloads them again.
+      if (opts.all || opts.buildCache) await fsp.rm(join(this.cacheDir, 'http'), { recursive: true, force: true });
       const index = await this.layout.readIndex();
       const leases = await liveLeases(this.leasesDir);
       // Images of containers stay, as leased ones do.

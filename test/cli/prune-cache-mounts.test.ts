@@ -1,9 +1,9 @@
 /**
- * `kiln prune -a` drops the RUN --mount=type=cache directories with the rest of the build cache,
+ * `kiln prune -a` drops the RUN --mount=type=cache directories (and what ADD knew of URLs) with the rest of the build cache,
  * as `docker builder prune -a` does, but not while another kiln process is building: a shared cache
  * mount has no lock that would say it is in use.
  */
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxStore, loadBusybox, type BusyboxStore } from '../helpers/busybox.js';
@@ -17,7 +17,6 @@ const mounts = () => (existsSync(mountsDir()) ? readdirSync(mountsDir()) : []);
 beforeAll(async () => {
   base = await busyboxStore();
   ctx = join(base.dir, 'ctx');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(ctx);
   writeFileSync(
     join(ctx, 'Dockerfile'),
@@ -48,10 +47,14 @@ describe('kiln prune -a and cache mounts', () => {
     expect(await seen('second')).toBe('pkg\n');
     expect(mounts()).toHaveLength(1);
 
+    // A record of what ADD knew of a URL, as a build leaves it.
+    mkdirSync(join(base.root, 'cache', 'http'), { recursive: true });
+    writeFileSync(join(base.root, 'cache', 'http', 'url.json'), JSON.stringify({ url: 'http://127.0.0.1/x', digest: 'sha256:0', mtime: 0 }));
     const pruned = kilnAt(base.root, ['prune', '-a', '-f']);
     expect(pruned.status, pruned.stderr).toBe(0);
     expect(pruned.stdout).toContain('Deleted cache mounts: 1');
     expect(mounts()).toEqual([]);
+    expect(existsSync(join(base.root, 'cache', 'http'))).toBe(false);
 
     // -a took the base image too.
     await loadBusybox(base.root);
