@@ -61,8 +61,8 @@ interface RemoteDownloads {
   files: Map<string, Download>;
   /** Git sources keyed by the commit their remote named: the clone must be that commit. */
   commits: Map<string, string>;
-  /** Whether git sources remain that can only be keyed once cloned. */
-  git: boolean;
+  /** Git sources whose remote could not name a commit: keyed by the layer, once cloned. */
+  unresolved: string[];
   dispose(): Promise<void>;
 }
 
@@ -470,8 +470,7 @@ export class StepExecutors {
   ): Promise<StepResult> {
     const sources: Array<{ path: string; digest: string }> = [];
     const remote = ins.sourcePaths.some((s) => REMOTE_SOURCE.test(s));
-    // ADD's URLs are keyed by their content, fetched (or found unchanged) before the key is made;
-    // git sources still have to be cloned first.
+    // ADD's remote sources are keyed by what they bring, found out before the key is made.
     const downloads = remote && ins.kind === 'ADD' ? await this.remoteSources(ins.sourcePaths, ins.checksum, sources) : undefined;
     try {
       return await this.copyKeyed(state, ins, planned, at, vertex, sources, downloads);
@@ -485,33 +484,33 @@ export class StepExecutors {
    * is asked for with its validators, and costs no download when the server says it has not changed;
    * a git source is keyed by the commit its remote names (`git ls-remote`), so a cached step clones
    * nothing; with `--checksum` either is keyed by the checksum alone, as BuildKit does. Answers the
-   * files downloaded and the commits (for the step, if it runs), and whether git sources remain that
-   * can only be keyed once cloned.
+   * files downloaded and the commits (for the step, if it runs), and the git sources that can only
+   * be keyed once cloned.
    */
   private async remoteSources(paths: readonly string[], checksum: string, sources: Array<{ path: string; digest: string }>): Promise<RemoteDownloads> {
     const { classifySource } = await import('./copy/sources.js');
     const { downloadIfChanged } = await import('./copy/http.js');
     const { HttpSourceCache } = await import('./copy/http-cache.js');
+    const { resolveGitCommit } = await import('./copy/git.js');
     const { TempSpace } = await import('./copy/temp.js');
     const temp = new TempSpace(this.store.tmpDir);
     const files = new Map<string, Download>();
     const commits = new Map<string, string>();
+    const unresolved: string[] = [];
     const cache = new HttpSourceCache(join(this.store.cacheDir, 'http'));
-    let git = false;
+    const signal = this.engine.request.signal;
     try {
       for (const url of paths) {
         if (!REMOTE_SOURCE.test(url)) continue;
         const kind = classifySource(url);
         if (kind.kind === 'git') {
           const pinned = checksum || kind.ref.checksum;
-          const { resolveGitCommit } = await import('./copy/git.js');
-          const signal = this.engine.request.signal;
           const commit = pinned ? undefined : await resolveGitCommit(kind.ref, { label: url, ...(signal ? { signal } : {}) });
           if (pinned) sources.push({ path: url, digest: `git:${pinned.toLowerCase()}` });
           else if (commit) {
             commits.set(url, commit);
             sources.push({ path: url, digest: `git:${commit}` });
-          } else git = true;
+          } else unresolved.push(url);
           continue;
         }
         if (kind.kind !== 'http') continue;
@@ -520,13 +519,12 @@ export class StepExecutors {
           continue;
         }
         const known = await cache.get(url);
-        const signal = this.engine.request.signal;
         const got = await downloadIfChanged(url, temp, { ...(signal ? { signal } : {}), ...(known ? { validators: known } : {}) });
-        if (got === 'not-modified' && known) {
-          sources.push({ path: url, digest: `${known.digest}@${known.mtime}` });
+        // Only a request with validators (so with a record) is answered "not modified".
+        if (got === 'not-modified') {
+          sources.push({ path: url, digest: `${known!.digest}@${known!.mtime}` });
           continue;
         }
-        if (got === 'not-modified') throw new KilnError('ADD_DOWNLOAD', `failed to download ${url}: unexpected 304 Not Modified`);
         files.set(url, got);
         await cache.put({ url, digest: got.digest, mtime: got.mtime, ...(got.etag ? { etag: got.etag } : {}), ...(got.lastModified ? { lastModified: got.lastModified } : {}) });
         sources.push({ path: url, digest: `${got.digest}@${got.mtime}` });
@@ -535,7 +533,7 @@ export class StepExecutors {
       await temp.dispose();
       throw err;
     }
-    return { files, commits, git, dispose: () => temp.dispose() };
+    return { files, commits, unresolved, dispose: () => temp.dispose() };
   }
 
   private async copyKeyed(
@@ -556,8 +554,8 @@ export class StepExecutors {
     let sourceContext: BuildContext | undefined;
     let sourceRef = 'context';
     let fromKey = 'context';
-    // Sources cloned by git are keyed by the layer they make, so they run before the key is known.
-    const cloned = ins.kind === 'ADD' && (downloads?.git ?? false);
+    // Git sources whose commit is unknown are keyed by the layer they make: they run before the key is known.
+    const cloned = downloads?.unresolved ?? [];
     if (fromName) {
       const dep = await this.fromState(fromName, planned, at);
       // Its filesystem is read only on a miss: a cached COPY --from needs no layer of the stage.
@@ -649,13 +647,13 @@ export class StepExecutors {
         desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerResult.written.digest, size: layerResult.written.size },
         diffID: layerResult.written.digest,
       };
-      if (cloned) record.sources.push({ path: 'git', digest: layerResult.written.digest });
+      record.sources.push(...cloned.map((p) => ({ path: p, digest: layerResult.written.digest })));
       const key = engine.key(record);
       if (layerResult.content) return this.rememberByContent(state, planned, key, record, historyText, layer, layerResult.empty, layerResult.content);
       const created = await this.remember(key, record, historyText, layer, layerResult.empty);
       return { key, cached: false, empty: layerResult.empty, historyText, layer, created };
     };
-    if (cloned) return execute();
+    if (cloned.length > 0) return execute();
     const key = engine.key(record);
     const hit = await this.cached(key, planned);
     if (vertex) await engine.stepKeyed(vertex, key, record, Boolean(hit), planned);
