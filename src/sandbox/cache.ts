@@ -143,6 +143,11 @@ async function unlock(lock: string): Promise<void> {
   await fsp.rm(lock, { recursive: true, force: true });
 }
 
+/** How many cache mounts the store holds. */
+export async function countCacheMounts(cacheRoot: string): Promise<number> {
+  return (await fsp.readdir(join(cacheRoot, 'mounts')).catch(() => [])).length;
+}
+
 /** Prefix of a mount being removed: `%p` is never made by cacheDirName, whose `%` is followed by hex digits. */
 const PRUNING = '%pruning-';
 

@@ -89,10 +89,10 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
   let mounts: { removed: number; bytes: number } | undefined;
   let mountsKept = false;
   if (options.all) {
-    const { pruneCacheMounts } = await import('../../sandbox/cache.js');
+    const { countCacheMounts, pruneCacheMounts } = await import('../../sandbox/cache.js');
     const { treeSize } = await import('../../store/gc.js');
     mounts = await store.whenIdle(() => pruneCacheMounts(store.cacheDir, (p) => treeSize(p)));
-    mountsKept = mounts === undefined;
+    mountsKept = mounts === undefined && (await countCacheMounts(store.cacheDir)) > 0;
   }
   let out = '';
   if (result.imagesRemoved.length) {
