@@ -152,18 +152,18 @@ export async function countCacheMounts(cacheRoot: string): Promise<number> {
 const PRUNING = '%pruning-';
 
 /**
- * Removes every cache mount (`kiln prune -a`, as `docker builder prune -a` drops BuildKit's). The
- * caller makes sure no build is running: a `shared` cache has no lock to tell it is in use. Each
- * mount is first renamed out of the way, so a build that starts meanwhile makes a fresh one instead
- * of meeting a half-deleted one; then it is deleted.
+ * Takes every cache mount out of use (`kiln prune -a`, as `docker builder prune -a` drops BuildKit's)
+ * by renaming it aside: quick, so the caller can do it while it makes sure no build is running (a
+ * `shared` cache has no lock to tell it is in use), and a build that starts afterwards makes a fresh
+ * one. Answers how many there were and the paths to delete (with those a dead prune left).
  */
-export async function pruneCacheMounts(cacheRoot: string, sizeOf: (path: string) => Promise<number>): Promise<{ removed: number; bytes: number }> {
+export async function retireCacheMounts(cacheRoot: string): Promise<{ removed: number; doomed: string[] }> {
   const dir = join(cacheRoot, 'mounts');
   let names: string[];
   try {
     names = await fsp.readdir(dir);
   } catch {
-    return { removed: 0, bytes: 0 };
+    return { removed: 0, doomed: [] };
   }
   const doomed: string[] = [];
   let removed = 0;
@@ -182,10 +182,5 @@ export async function pruneCacheMounts(cacheRoot: string, sizeOf: (path: string)
     doomed.push(target);
     removed++;
   }
-  let bytes = 0;
-  for (const path of doomed) {
-    bytes += await sizeOf(path);
-    await fsp.rm(path, { recursive: true, force: true });
-  }
-  return { removed, bytes };
+  return { removed, doomed };
 }

@@ -19,6 +19,9 @@ export interface HttpSourceRecord {
   mtime: number;
 }
 
+/** Records written by this process: two steps may write the same URL's at once. */
+let written = 0;
+
 export class HttpSourceCache {
   constructor(private readonly dir: string) {}
 
@@ -35,11 +38,18 @@ export class HttpSourceCache {
     }
   }
 
-  /** Replaces the record whole (never a half-written one: written aside, then renamed). */
+  /**
+   * Replaces the record whole (never a half-written one: written aside, then renamed). A record that
+   * cannot be written costs only a download next time, so that is no error.
+   */
   async put(rec: HttpSourceRecord): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true });
-    const tmp = `${this.file(rec.url)}.${ownerTag()}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(rec));
-    await fsp.rename(tmp, this.file(rec.url));
+    const tmp = `${this.file(rec.url)}.${ownerTag()}-${++written}.tmp`;
+    try {
+      await fsp.mkdir(this.dir, { recursive: true });
+      await fsp.writeFile(tmp, JSON.stringify(rec));
+      await fsp.rename(tmp, this.file(rec.url));
+    } catch {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    }
   }
 }

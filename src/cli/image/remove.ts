@@ -1,4 +1,5 @@
 /** `kiln tag`, `kiln rmi` and `kiln prune`: naming and removing images, worded as docker words it. */
+import { rm } from 'node:fs/promises';
 import { throwCollected } from '../collected-errors.js';
 import { confirm, PruneCancelledError } from '../confirm.js';
 import { openStoreForCommand } from '../store.js';
@@ -89,10 +90,19 @@ export async function runPrune(root: string, options: PruneOptions): Promise<voi
   let mounts: { removed: number; bytes: number } | undefined;
   let mountsKept = false;
   if (options.all) {
-    const { countCacheMounts, pruneCacheMounts } = await import('../../sandbox/cache.js');
+    const { countCacheMounts, retireCacheMounts } = await import('../../sandbox/cache.js');
     const { treeSize } = await import('../../store/gc.js');
-    mounts = await store.whenIdle(() => pruneCacheMounts(store.cacheDir, (p) => treeSize(p)));
-    mountsKept = mounts === undefined && (await countCacheMounts(store.cacheDir)) > 0;
+    const retired = await store.whenIdle(() => retireCacheMounts(store.cacheDir));
+    mountsKept = retired === undefined && (await countCacheMounts(store.cacheDir)) > 0;
+    if (retired) {
+      // Deleted outside the store lock: a big cache takes a while.
+      let bytes = 0;
+      for (const path of retired.doomed) {
+        bytes += await treeSize(path);
+        await rm(path, { recursive: true, force: true });
+      }
+      mounts = { removed: retired.removed, bytes };
+    }
   }
   let out = '';
   if (result.imagesRemoved.length) {
