@@ -31,13 +31,13 @@
  * in the same conditions).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBusybox } from '../test/helpers/busybox.js';
-import { writeBigContext, writeMultistage } from './workloads.js';
+import { textPool, writeBigContext, writeMultistage } from './workloads.js';
 
 const MiB = 1024 * 1024;
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -68,19 +68,6 @@ interface Workload {
 
 // -- data ---------------------------------------------------------------------------------------
 
-/** Text-like bytes (words from a small vocabulary), compressible roughly 3:1 by gzip -6. */
-function textPool(size: number): Buffer {
-  const words = Array.from({ length: 4096 }, (_, i) => `w${(i * 2654435761) % 1000003}`.slice(0, 3 + (i % 9)));
-  const rnd = randomBytes(size / 4);
-  const parts: string[] = [];
-  let length = 0;
-  for (let i = 0; length < size; i++) {
-    const w = words[(rnd.readUInt16LE((i * 2) % (rnd.length - 2)) + i) % words.length]!;
-    parts.push(w, i % 13 === 0 ? '\n' : ' ');
-    length += w.length + 1;
-  }
-  return Buffer.from(parts.join('')).subarray(0, size);
-}
 
 let pool: Buffer | undefined;
 /** A quarter random bytes, three quarters text from the pool at random offsets. */

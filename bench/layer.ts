@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { compressLayer } from '../src/oci/layer/compress.js';
 import { writeLayerTar } from '../src/oci/layer/writer.js';
+import { textPool } from './workloads.js';
 
 const MiB = 1024 * 1024;
 
@@ -61,20 +62,6 @@ async function child(dir: string): Promise<void> {
 
 // -- data ---------------------------------------------------------------------------------------
 
-/** A pool of text-like bytes (words from a small vocabulary), compressible roughly 3:1 by gzip -6. */
-function textPool(size: number): Buffer {
-  const words = Array.from({ length: 4096 }, (_, i) => `w${(i * 2654435761) % 1000003}`.slice(0, 3 + (i % 9)));
-  const rnd = Buffer.alloc(size / 4);
-  randomFillSync(rnd);
-  const parts: string[] = [];
-  let length = 0;
-  for (let i = 0; length < size; i++) {
-    const w = words[(rnd.readUInt16LE((i * 2) % (rnd.length - 2)) + i) % words.length]!;
-    parts.push(w, i % 13 === 0 ? '\n' : ' ');
-    length += w.length + 1;
-  }
-  return Buffer.from(parts.join('')).subarray(0, size);
-}
 
 /** Fills `buf` with a quarter random bytes and three quarters text from the pool at a random offset. */
 function fillMixed(buf: Buffer, pool: Buffer): void {

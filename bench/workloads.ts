@@ -1,7 +1,9 @@
 /**
- * Build contexts the benches share, so their figures describe the same work: the many-file tree
- * COPY'd whole (`bigcontext`), and three stages whose outputs one final stage copies (`multistage`).
+ * Data and build contexts the benches share, so their figures describe the same work: text-like
+ * bytes, the many-file tree COPY'd whole (`bigcontext`), and three stages whose outputs one final
+ * stage copies (`multistage`).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -31,4 +33,18 @@ export function writeMultistage(dir: string, from: string, bytes: number): void 
   const lines = stages.map((s) => `${from} AS ${s}\nRUN head -c ${bytes} /dev/urandom > /data-${s}\n`);
   lines.push(from, ...stages.map((s) => `COPY --from=${s} /data-${s} /${s}.bin`), '');
   writeFileSync(join(dir, 'Dockerfile'), lines.join('\n'));
+}
+
+/** Text-like bytes (words from a small vocabulary), compressible roughly 3:1 by gzip -6. */
+export function textPool(size: number): Buffer {
+  const words = Array.from({ length: 4096 }, (_, i) => `w${(i * 2654435761) % 1000003}`.slice(0, 3 + (i % 9)));
+  const rnd = randomBytes(size / 4);
+  const parts: string[] = [];
+  let length = 0;
+  for (let i = 0; length < size; i++) {
+    const w = words[(rnd.readUInt16LE((i * 2) % (rnd.length - 2)) + i) % words.length]!;
+    parts.push(w, i % 13 === 0 ? '\n' : ' ');
+    length += w.length + 1;
+  }
+  return Buffer.from(parts.join('')).subarray(0, size);
 }
